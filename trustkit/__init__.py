@@ -1,0 +1,4 @@
+"""trustkit: trustworthy machine learning under compute budgets."""
+
+__version__ = "0.1.0"
+

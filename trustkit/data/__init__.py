@@ -1,0 +1,40 @@
+"""Tasks and datasets: real tabular fairness benchmarks, image datasets and perturbations.
+
+>>> from trustkit.data import load_task
+>>> task = load_task("compas", sensitive="race", seed=0)
+>>> task.summary()[["split", "rows"]].values.tolist()
+[['train', 3702], ['val', 1235], ['test', 1235]]
+"""
+
+from ._images import load_cifar10, load_digits, load_mnist, resize_images
+from ._perturb import (
+    BENCHMARK_CORRUPTIONS,
+    CORRUPTION_FAMILY,
+    CORRUPTIONS,
+    corrupt_images,
+    feature_noise,
+    flip_labels,
+    with_label_noise,
+)
+from ._registry import DATASETS, IMAGE_DATASETS, TABULAR_DATASETS, load_task
+from ._tabular import (
+    adult_frame,
+    compas_frame,
+    data_file,
+    fetch_openml_frame,
+    german_frame,
+    load_adult,
+    load_compas,
+    load_german,
+)
+from ._task import Split, Task, from_csv, from_frame, make_tabular_task, stratified_split
+
+__all__ = [
+    "Task", "Split", "make_tabular_task", "from_frame", "from_csv", "stratified_split",
+    "load_task", "DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS",
+    "load_adult", "load_compas", "load_german", "adult_frame", "compas_frame", "german_frame",
+    "data_file", "fetch_openml_frame",
+    "load_digits", "load_mnist", "load_cifar10", "resize_images",
+    "CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "CORRUPTION_FAMILY", "corrupt_images",
+    "flip_labels", "feature_noise", "with_label_noise",
+]
