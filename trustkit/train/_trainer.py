@@ -1,0 +1,458 @@
+"""One training loop for every method: a loss composed of weighted terms, callbacks each epoch,
+and a :class:`~trustkit.budget.Budget` that is measured and honoured.
+
+How the budget is honoured
+--------------------------
+* ``max_params`` is checked before training (a ``ValueError`` names the model's count).
+* ``flops``: the FLOPs of a step are counted *before* it runs, on a copy of the model on the meta
+  device (no compute), and cached per (batch size, active terms). A step that would cross the
+  limit is not taken.
+* ``time_s`` covers training steps and per-epoch validation. Before each step the trainer predicts
+  the step's time (mean of the recent steps) plus the time of the closing validation; a step that
+  would not fit is not taken. The first step of a run is needed to learn the step time.
+* ``memory_mb`` (peak RSS increase over the run's start) is checked before training against the
+  static footprint (parameters, gradients, optimiser state) and after each step against the
+  measured peak; the run stops at the first step over the cap and the record flags it.
+
+Every record says what was used, what fraction of each limit that is, and what stopped the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._validation import _suggest, check_int, check_positive
+from ..budget import Budget, Meter, count_flops, count_params, meta_copy
+from ..data import Task
+from ..metrics import check_metrics, default_metrics, evaluate
+from ..models import make_model
+from ._terms import Batch, CrossEntropy, LossTerm
+
+__all__ = ["Trainer", "Callback", "TrainState", "EpochRecord", "RunRecord", "OPTIMIZERS"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+_STOP_REASONS = ("epochs", "time_s", "flops", "memory_mb", "callback")
+
+
+class Callback:
+    """Hooks the trainer calls; a scheduler is a callback that changes ``state.weights``.
+
+    Override any of the methods. Setting ``state.stop = True`` ends the run after the current epoch.
+    """
+
+    def on_fit_start(self, state: "TrainState") -> None:
+        pass
+
+    def on_epoch_start(self, state: "TrainState") -> None:
+        pass
+
+    def on_epoch_end(self, state: "TrainState", record: "EpochRecord") -> None:
+        pass
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did and cost (costs are cumulative since the start of the run)."""
+
+    epoch: int
+    steps: int
+    train_loss: float
+    val: dict
+    weights: dict
+    time_s: float
+    epoch_time_s: float
+    eval_time_s: float
+    peak_memory_mb: float
+    flops: int
+    partial: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunRecord:
+    """The tidy result of a run: config, per-epoch records, test metrics and costs."""
+
+    task: str
+    seed: int
+    config: dict
+    epochs: list[EpochRecord]
+    test: dict
+    usage: dict
+    budget: dict
+    budget_fraction: dict
+    stopped_by: str
+    over_budget: list[str] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def completed_epochs(self) -> int:
+        return sum(1 for e in self.epochs if not e.partial)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["completed_epochs"] = self.completed_epochs
+        return d
+
+    def epochs_frame(self) -> pd.DataFrame:
+        """One row per epoch with the validation metrics flattened to ``val_<name>`` columns."""
+        rows = []
+        for e in self.epochs:
+            row = {k: v for k, v in e.to_dict().items() if k not in ("val", "weights")}
+            row.update({f"val_{k}": v for k, v in e.val.items()})
+            row.update({f"w_{k}": v for k, v in e.weights.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def summary(self) -> dict:
+        """One flat row: task, seed, test metrics, costs, and what stopped the run."""
+        row = {"task": self.task, "seed": self.seed, "model": self.config.get("model")}
+        row.update(self.test)
+        row.update({
+            "epochs": self.completed_epochs,
+            "time_s": self.usage["time_s"],
+            "peak_memory_mb": self.usage["peak_memory_mb"],
+            "params": self.usage["params"],
+            "gflops": self.usage["flops"] / 1e9,
+            "stopped_by": self.stopped_by,
+        })
+        return row
+
+
+@dataclass
+class TrainState:
+    """The mutable state callbacks see: the model, the term weights, the history and the meter."""
+
+    task: Task
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    weights: dict
+    budget: Budget
+    meter: Meter
+    epoch: int = 0
+    step: int = 0
+    history: list = field(default_factory=list)
+    stop: bool = False
+
+    def remaining(self) -> dict:
+        """Budget left per limit (``None`` where unlimited)."""
+        u = self.meter.usage
+        b = self.budget
+        return {
+            "time_s": None if b.time_s is None else b.time_s - u.time_s,
+            "flops": None if b.flops is None else b.flops - u.flops,
+            "memory_mb": None if b.memory_mb is None else b.memory_mb - u.peak_memory_mb,
+        }
+
+
+class Trainer:
+    """Empirical risk minimisation (and, through terms and callbacks, everything built on it) under a budget.
+
+    Parameters
+    ----------
+    model : str or callable
+        ``"mlp"``, ``"cnn"``, ``"resnet18"``, or a callable ``(task, seed) -> nn.Module``.
+    terms : sequence of LossTerm, optional
+        Terms of the loss; default ``[CrossEntropy()]``.
+    weights : mapping, optional
+        Initial weight of each term by name (default 1.0 each). A term with weight 0 is skipped
+        (not computed, not charged).
+    optimizer : {"adam", "adamw", "sgd"}
+    lr, weight_decay, batch_size, epochs
+        The usual; ``epochs`` is the most the run will do if the budget allows.
+    budget : Budget, optional
+        Hard limits; default unlimited.
+    seed : int
+        Seeds the model's initialisation, the shuffling and dropout.
+    metrics : sequence of str, optional
+        Metrics computed on validation each epoch and on test at the end; default by task.
+    callbacks : sequence of Callback
+    model_kwargs : mapping
+        Extra arguments of the model constructor (e.g. ``hidden=128``).
+    progress : bool
+        Show a tqdm bar over epochs.
+
+    Examples
+    --------
+    >>> from trustkit.data import load_german
+    >>> from trustkit.budget import Budget
+    >>> from trustkit.train import Trainer
+    >>> task = load_german(seed=0)
+    >>> record = Trainer(model="mlp", epochs=3, budget=Budget(time_s=30), seed=0, progress=False).fit(task)
+    >>> record.completed_epochs, record.stopped_by, 0 < record.test["accuracy"] <= 1
+    (3, 'epochs', True)
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | Callable = "mlp",
+        terms: Sequence[LossTerm] | None = None,
+        weights: Mapping[str, float] | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        epochs: int = 20,
+        budget: Budget | None = None,
+        seed: int = 0,
+        metrics: Sequence[str] | None = None,
+        callbacks: Iterable[Callback] = (),
+        model_kwargs: Mapping | None = None,
+        progress: bool = True,
+    ):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {list(OPTIMIZERS)}.{_suggest(optimizer, OPTIMIZERS)}")
+        if not (isinstance(model, str) or callable(model)):
+            raise TypeError(f"model must be a model name or a callable (task, seed) -> nn.Module; got {type(model).__name__}")
+        check_positive("lr", lr)
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.epochs = check_int("epochs", epochs, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a trustkit.budget.Budget; got {type(budget).__name__}")
+        self.budget = budget or Budget()
+        self.terms = list(terms) if terms is not None else [CrossEntropy()]
+        names = [t.name for t in self.terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"loss terms must have distinct names; got {names}")
+        self.weights = {n: 1.0 for n in names}
+        for k, v in dict(weights or {}).items():
+            if k not in self.weights:
+                raise ValueError(f"weights names an unknown term {k!r}; terms are {names}")
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"weight of term {k!r} must be a finite number >= 0; got {v}")
+            self.weights[k] = float(v)
+        self.model = model
+        self.model_kwargs = dict(model_kwargs or {})
+        self.optimizer = optimizer
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.metrics = None if metrics is None else tuple(metrics)
+        self.callbacks = list(callbacks)
+        self.progress = progress
+
+    # -- building blocks -------------------------------------------------------------------
+    def config(self, task: Task) -> dict:
+        return {
+            "model": self.model if isinstance(self.model, str) else getattr(self.model, "__name__", "custom"),
+            "model_kwargs": self.model_kwargs,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "terms": [repr(t) for t in self.terms],
+            "weights": dict(self.weights),
+            "seed": self.seed,
+            "budget": self.budget.to_dict(),
+            "task": task.name,
+            "task_seed": task.seed,
+            "sensitive": task.sensitive,
+            "callbacks": [type(c).__name__ for c in self.callbacks],
+        }
+
+    def build_model(self, task: Task) -> torch.nn.Module:
+        if isinstance(self.model, str):
+            return make_model(self.model, input_shape=task.input_shape, n_classes=task.n_classes,
+                              seed=self.seed, **self.model_kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return self.model(task, self.seed)
+
+    def _make_optimizer(self, model) -> torch.optim.Optimizer:
+        params = model.parameters()
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+
+    def _loss(self, model, batch: Batch, weights: Mapping[str, float]) -> torch.Tensor:
+        logits = model(batch.x)
+        total = logits.new_zeros(())
+        for term in self.terms:
+            w = weights.get(term.name, 0.0)
+            if w:
+                total = total + w * term(model, batch, logits)
+        return total
+
+    def _step_flops(self, model, batch: Batch, weights, cache: dict) -> int | None:
+        key = (len(batch.y), tuple(sorted(n for n, w in weights.items() if w)))
+        if key not in cache:
+            try:
+                mm = meta_copy(model)
+                mb = Batch(
+                    x=torch.empty(batch.x.shape, device="meta"),
+                    y=torch.zeros(batch.y.shape, dtype=torch.long, device="meta"),
+                    a=None if batch.a is None else torch.zeros(batch.a.shape, dtype=torch.long, device="meta"),
+                    idx=torch.zeros(batch.idx.shape, dtype=torch.long, device="meta"),
+                )
+                cache[key] = count_flops(lambda: self._loss(mm, mb, weights).backward())
+            except Exception:  # a term the meta device cannot run: count the real step instead
+                cache[key] = None
+        return cache[key]
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self, task: Task) -> RunRecord:
+        """Train on ``task.train`` under the budget; validate each epoch; test once at the end."""
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a trustkit.data.Task; got {type(task).__name__}")
+        metrics = (check_metrics(self.metrics, n_classes=task.n_classes, has_sensitive=task.has_sensitive)
+                   if self.metrics is not None else default_metrics(n_classes=task.n_classes, has_sensitive=task.has_sensitive))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return self._fit(task, metrics)
+
+    def _fit(self, task: Task, metrics: tuple[str, ...]) -> RunRecord:
+        budget = self.budget
+        model = self.build_model(task)
+        n_params = count_params(model)
+        if budget.max_params is not None and n_params > budget.max_params:
+            raise ValueError(
+                f"the model has {n_params:,} parameters, more than Budget.max_params={budget.max_params:,}; "
+                "choose a smaller model (e.g. model_kwargs={'hidden': ...}) or raise the limit"
+            )
+        static_mb = 4 * 4 * n_params / (1024 * 1024)  # weights, grads, two Adam moments (float32)
+        if budget.memory_mb is not None and static_mb > budget.memory_mb:
+            raise ValueError(
+                f"Budget.memory_mb={budget.memory_mb} is below the static footprint of training this model "
+                f"(~{static_mb:.1f} MB for parameters, gradients and optimiser state)"
+            )
+        optimizer = self._make_optimizer(model)
+        X = torch.as_tensor(task.train.X)
+        y = torch.as_tensor(task.train.y)
+        a = None if task.train.a is None else torch.as_tensor(task.train.a)
+        n = len(y)
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        gen = torch.Generator().manual_seed(self.seed)
+        meter = Meter()
+        meter.params = n_params
+        state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
+                           budget=budget, meter=meter)
+        flops_cache: dict = {}
+        step_times: deque[float] = deque(maxlen=20)
+        eval_time = None
+        stopped_by, over, message = "epochs", [], ""
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs, desc=f"{task.name}: training", leave=False)
+
+        def predicted_eval() -> float:
+            if eval_time is not None:
+                return eval_time
+            est = float(np.mean(step_times)) if step_times else 0.0
+            return est * len(task.val) / (3 * self.batch_size) + 0.01
+
+        meter.start()
+        try:
+            for cb in self.callbacks:
+                cb.on_fit_start(state)
+            for epoch in range(1, self.epochs + 1):
+                state.epoch = epoch
+                for cb in self.callbacks:
+                    cb.on_epoch_start(state)
+                model.train()
+                t_epoch = meter.elapsed_s
+                perm = torch.randperm(n, generator=gen)
+                losses, steps = [], 0
+                for s in range(steps_per_epoch):
+                    idx = perm[s * self.batch_size : (s + 1) * self.batch_size]
+                    batch = Batch(x=X[idx], y=y[idx], a=None if a is None else a[idx], idx=idx)
+                    fl = self._step_flops(model, batch, state.weights, flops_cache)
+                    if budget.flops is not None and fl is not None and meter.flops + fl > budget.flops:
+                        stopped_by = "flops"
+                        break
+                    if budget.time_s is not None and step_times:
+                        need = float(np.mean(step_times)) + predicted_eval()
+                        if meter.elapsed_s + need > budget.time_s:
+                            stopped_by = "time_s"
+                            break
+                    t0 = meter.elapsed_s
+                    optimizer.zero_grad(set_to_none=True)
+                    if fl is None:  # counted on the real step
+                        with torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
+                            loss = self._loss(model, batch, state.weights)
+                            loss.backward()
+                        fl = int(fc.get_total_flops())
+                    else:
+                        loss = self._loss(model, batch, state.weights)
+                        loss.backward()
+                    optimizer.step()
+                    meter.add_flops(fl)
+                    meter.sample()
+                    step_times.append(meter.elapsed_s - t0)
+                    losses.append(float(loss.detach()))
+                    steps += 1
+                    state.step += 1
+                    if budget.memory_mb is not None and meter.peak_memory_mb > budget.memory_mb:
+                        stopped_by, over = "memory_mb", ["memory_mb"]
+                        break
+                    if budget.time_s is not None and meter.elapsed_s > budget.time_s:
+                        stopped_by, over = "time_s", ["time_s"]
+                        break
+                if steps == 0:
+                    break
+                t_eval = meter.elapsed_s
+                val = evaluate(model, task.val, metrics=metrics)
+                eval_time = meter.elapsed_s - t_eval
+                meter.sample()
+                record = EpochRecord(
+                    epoch=epoch, steps=steps, train_loss=float(np.mean(losses)), val=val,
+                    weights=dict(state.weights), time_s=meter.elapsed_s,
+                    epoch_time_s=meter.elapsed_s - t_epoch, eval_time_s=eval_time,
+                    peak_memory_mb=meter.peak_memory_mb, flops=meter.flops,
+                    partial=steps < steps_per_epoch,
+                )
+                state.history.append(record)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(state, record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record.train_loss:.3f}", t=f"{record.time_s:.1f}s")
+                if stopped_by != "epochs":
+                    break
+                if state.stop:
+                    stopped_by = "callback"
+                    break
+        finally:
+            meter.stop()
+            if bar is not None:
+                bar.close()
+
+        usage = meter.usage.to_dict()
+        if budget.time_s is not None and usage["time_s"] > budget.time_s and "time_s" not in over:
+            over.append("time_s")
+        if budget.memory_mb is not None and usage["peak_memory_mb"] > budget.memory_mb and "memory_mb" not in over:
+            over.append("memory_mb")
+        if not state.history:
+            message = (f"the budget ({stopped_by}) was too small for a single training step; "
+                       "test metrics are those of the untrained model")
+        elif stopped_by in ("time_s", "flops", "memory_mb"):
+            message = f"stopped by the {stopped_by} budget after {state.step} steps ({len(state.history)} epochs started)"
+        fraction = {}
+        for f, used in (("time_s", usage["time_s"]), ("memory_mb", usage["peak_memory_mb"]),
+                        ("max_params", usage["params"]), ("flops", usage["flops"])):
+            limit = getattr(budget, f)
+            fraction[f] = None if limit is None else used / limit
+        test = evaluate(model, task.test, metrics=metrics)
+        self.model_ = model
+        return RunRecord(
+            task=task.name, seed=self.seed, config=self.config(task), epochs=state.history, test=test,
+            usage=usage, budget=budget.to_dict(), budget_fraction=fraction, stopped_by=stopped_by,
+            over_budget=over, message=message,
+        )
