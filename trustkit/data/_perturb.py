@@ -41,6 +41,7 @@ CORRUPTION_FAMILY = {
 BENCHMARK_CORRUPTIONS = tuple(k for k, v in CORRUPTION_FAMILY.items() if v != "extra")
 CORRUPTIONS = tuple(CORRUPTION_FAMILY)
 _MIN_SIZE = 32
+_SEEDED = ("impulse_noise", "glass_blur")
 
 
 @contextmanager
@@ -98,8 +99,10 @@ def corrupt_images(X: np.ndarray, corruption: str, severity: int, *, seed: int =
         img = np.clip(work[i].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         if c == 1:
             img = img[:, :, 0]
+        # most corruptions draw from numpy's global generator; two take an explicit seed instead
+        extra = {"seed": seed + i} if corruption in _SEEDED else {}
         with _numpy_global_seed(seed + i):
-            res = np.asarray(corrupt(img, corruption_name=corruption, severity=severity), dtype=np.float32)
+            res = np.asarray(corrupt(img, corruption_name=corruption, severity=severity, **extra), dtype=np.float32)
         if res.ndim == 2:
             res = res[:, :, None]
         res = res[:size, :size]

@@ -1,0 +1,290 @@
+"""Loaders on the real files, splits, encoders, perturbations, data cards and input errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from trustkit import data as td
+
+CARDS = Path(__file__).resolve().parents[1] / "data_cards"
+SENSITIVE = {"adult": ("sex", "race"), "compas": ("race", "sex"), "german": ("sex", "age")}
+
+
+def _card(name):
+    text = (CARDS / f"{name}.md").read_text()
+    assert text.startswith("---\n"), f"{name}.md must start with YAML front matter"
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def _all_rows(task):
+    return len(task.train) + len(task.val) + len(task.test)
+
+
+@pytest.mark.parametrize("name", ["adult", "compas", "german"])
+def test_tabular_loader_rows_and_groups_match_card(name):
+    card = _card(name)
+    frame = {"adult": td.adult_frame, "compas": td.compas_frame, "german": td.german_frame}[name]()
+    assert len(frame) == card["rows_after_preprocessing"]
+    assert frame.shape[1] == card["columns_after_preprocessing"]
+    for s in SENSITIVE[name]:
+        task = td.load_task(name, sensitive=s, seed=0)
+        assert _all_rows(task) == card["rows_after_preprocessing"]
+        sizes = {g: int(sum((sp.a == k).sum() for sp in (task.train, task.val, task.test)))
+                 for k, g in enumerate(task.group_names)}
+        assert sizes == {str(k): v for k, v in card["sensitive"][s].items()}
+        assert task.card == name
+
+
+def test_raw_row_counts_match_cards():
+    adult = sum(len(pd.read_csv(td.data_file(f), header=None, skiprows=skip, skipinitialspace=True).dropna(how="all"))
+                for f, skip in (("adult/adult.data", 0), ("adult/adult.test", 1)))
+    assert adult == _card("adult")["rows_raw"]
+    assert len(pd.read_csv(td.data_file("compas/compas-scores-two-years.csv"))) == _card("compas")["rows_raw"]
+    assert len(pd.read_csv(td.data_file("german/german.data"), sep=r"\s+", header=None)) == _card("german")["rows_raw"]
+
+
+def test_known_published_counts():
+    # ProPublica's filters give 6,172 defendants; Adult without missing values has 45,222 rows.
+    assert len(td.compas_frame()) == 6172
+    assert len(td.adult_frame()) == 45222
+    assert len(td.german_frame()) == 1000
+
+
+def test_digits_matches_card(digits_task):
+    assert _all_rows(digits_task) == _card("digits")["rows_after_preprocessing"] == 1797
+    assert digits_task.input_shape == (1, 32, 32)
+    assert digits_task.n_classes == 10
+    assert 0.0 <= digits_task.train.X.min() and digits_task.train.X.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["adult", "compas", "german", "digits", "mnist", "cifar10"])
+def test_every_dataset_has_a_complete_card(name):
+    card = _card(name)
+    for key in ("name", "title", "source", "licence", "rows_raw", "rows_after_preprocessing", "label", "sensitive"):
+        assert key in card, f"{name}.md lacks {key}"
+    body = (CARDS / f"{name}.md").read_text()
+    assert "## Known issues" in body and "## Licence" in body
+
+
+# --- splits ----------------------------------------------------------------------------
+
+def test_splits_are_deterministic_disjoint_and_complete(compas_task):
+    again = td.load_compas(seed=0)
+    other = td.load_compas(seed=1)
+    for s in ("train", "val", "test"):
+        np.testing.assert_array_equal(compas_task.split(s).index, again.split(s).index)
+        np.testing.assert_array_equal(compas_task.split(s).X, again.split(s).X)
+    assert not np.array_equal(compas_task.test.index, other.test.index)
+    idx = np.concatenate([compas_task.train.index, compas_task.val.index, compas_task.test.index])
+    assert len(np.unique(idx)) == len(idx) == 6172
+
+
+def test_splits_are_stratified_by_label_and_group(compas_task):
+    def cells(s):
+        return pd.crosstab(s.y, s.a, normalize=True).to_numpy()
+
+    ref = cells(compas_task.train)
+    for s in (compas_task.val, compas_task.test):
+        np.testing.assert_allclose(cells(s), ref, atol=0.01)
+
+
+def test_scaler_is_fitted_on_train_only(compas_task):
+    j = compas_task.feature_names.index("priors_count")
+    assert abs(compas_task.train.X[:, j].mean()) < 1e-5
+    assert abs(compas_task.train.X[:, j].std() - 1) < 1e-4
+    assert abs(compas_task.test.X[:, j].mean()) > 1e-4  # test rows are transformed, not re-fitted
+
+
+def test_category_unseen_in_train_encodes_to_zeros():
+    rng = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(["red", "blue"], n),
+                       "g": rng.choice(["a", "b"], n), "y": rng.integers(0, 2, n)})
+    probe = td.from_frame(df, label="y", sensitive="g", positive_label=1, seed=0)
+    row = int(probe.test.index[0])
+    df.loc[row, "colour"] = "green"  # only in the test split
+    task = td.from_frame(df, label="y", sensitive="g", positive_label=1, seed=0)
+    assert "colour=green" not in task.feature_names
+    k = int(np.where(task.test.index == row)[0][0])
+    cols = [i for i, f in enumerate(task.feature_names) if f.startswith("colour=")]
+    assert task.test.X[k, cols].sum() == 0
+
+
+def test_sensitive_attribute_is_a_feature_only_on_request():
+    plain = td.load_adult(sensitive="sex", seed=0)
+    assert not any(f.startswith("sex=") for f in plain.feature_names)
+    both = td.load_adult(sensitive="sex", seed=0, sensitive_as_feature=True)
+    assert {"sex=Female", "sex=Male"} <= set(both.feature_names)
+    np.testing.assert_array_equal(plain.train.a, both.train.a)
+
+
+def test_binarised_race_groups():
+    assert td.load_adult(sensitive="race").group_names == ("Non-white", "White")
+    assert len(td.load_adult(sensitive="race", binary_race=False).group_names) == 5
+    assert len(td.load_compas(sensitive="race", binary_race=False).group_names) == 6
+
+
+def test_summary_and_group_balance(compas_task):
+    s = compas_task.summary()
+    assert s["rows"].sum() == 6172
+    gb = compas_task.group_balance()
+    assert gb["share"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no sensitive attribute"):
+        td.load_digits().group_balance()
+
+
+# --- bring your own data -------------------------------------------------------------------
+
+def _toy(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"age": rng.integers(18, 80, n), "job": rng.choice(["a", "b", "c"], n),
+                         "sex": rng.choice(["F", "M"], n), "race": rng.choice(["x", "y"], n),
+                         "outcome": rng.choice(["good", "bad"], n)})
+
+
+def test_from_frame_and_from_csv_agree(tmp_path):
+    df = _toy()
+    path = tmp_path / "loans.csv"
+    df.to_csv(path, index=False)
+    a = td.from_frame(df, label="outcome", sensitive="sex", positive_label="good", seed=3)
+    b = td.from_csv(path, label="outcome", sensitive="sex", positive_label="good", seed=3)
+    np.testing.assert_array_equal(a.train.X, b.train.X)
+    assert b.name == "loans" and a.feature_names == b.feature_names
+    assert a.train.y.mean() == pytest.approx((df.loc[a.train.index, "outcome"] == "good").mean())
+
+
+def test_intersectional_groups():
+    task = td.from_frame(_toy(), label="outcome", sensitive=["sex", "race"], positive_label="good")
+    assert task.group_names == ("sex=F|race=x", "sex=F|race=y", "sex=M|race=x", "sex=M|race=y")
+    assert task.sensitive == "sex+race"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        ({"sensitive": "gender"}, ValueError, r"sensitive column 'gender' is not in the table.*"),
+        ({"sensitive": "sexx"}, ValueError, r"Did you mean 'sex'"),
+        ({"label": "outcom"}, ValueError, r"label column 'outcom' is not in the table"),
+        ({"positive_label": "great"}, ValueError, r"positive_label 'great' is not a value"),
+        ({"seed": -1}, ValueError, r"seed must be an integer in \[0, inf\]"),
+        ({"seed": 1.5}, TypeError, r"seed must be an integer"),
+    ],
+)
+def test_from_frame_errors(kwargs, error, pattern):
+    args = {"label": "outcome", "sensitive": "sex", "positive_label": "good", **kwargs}
+    with pytest.raises(error, match=pattern):
+        td.from_frame(_toy(), **args)
+
+
+def test_nan_in_features_is_an_error():
+    df = _toy()
+    df.loc[3, "age"] = np.nan
+    with pytest.raises(ValueError, match=r"feature columns contain NaNs \{'age': 1\}"):
+        td.from_frame(df, label="outcome", sensitive="sex", positive_label="good")
+
+
+def test_single_group_is_an_error():
+    df = _toy().assign(sex="F")
+    with pytest.raises(ValueError, match="single group"):
+        td.from_frame(df, label="outcome", sensitive="sex", positive_label="good")
+
+
+def test_non_binary_label_is_an_error():
+    df = _toy().assign(outcome=np.arange(200) % 3)
+    with pytest.raises(ValueError, match="must be binary .*found 3"):
+        td.from_frame(df, label="outcome", sensitive="sex", positive_label=1)
+
+
+def test_unknown_dataset_and_sensitive_names():
+    with pytest.raises(ValueError, match="unknown dataset 'adlt'.*Did you mean 'adult'"):
+        td.load_task("adlt")
+    with pytest.raises(ValueError, match="unknown sensitive 'gender'.*allowed: \\['race', 'sex'\\]"):
+        td.load_adult(sensitive="gender")
+
+
+def test_missing_torchvision_root_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="MNIST was not found under .*download=True"):
+        td.load_mnist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="CIFAR10 was not found"):
+        td.load_cifar10(tmp_path)
+
+
+# --- perturbations -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def few_digits():
+    return td.load_digits(seed=0).test.X[:4]
+
+
+@pytest.mark.parametrize("corruption", td.CORRUPTIONS)
+def test_every_corruption_runs_and_is_deterministic(few_digits, corruption):
+    out1 = td.corrupt_images(few_digits, corruption, 5, seed=0)
+    out3 = td.corrupt_images(few_digits, corruption, 3, seed=0)
+    assert out1.shape == few_digits.shape and out1.dtype == few_digits.dtype
+    assert out1.min() >= 0 and out1.max() <= 1
+    np.testing.assert_array_equal(out1, td.corrupt_images(few_digits, corruption, 5, seed=0))
+    assert np.abs(out1 - few_digits).mean() > 1e-3  # it changes the images
+    assert np.abs(out1 - few_digits).mean() >= 0.5 * np.abs(out3 - few_digits).mean()
+
+
+def test_corruptions_are_at_least_ten_families_deep():
+    assert len(td.CORRUPTIONS) >= 10
+    assert set(td.CORRUPTION_FAMILY.values()) >= {"noise", "blur", "weather", "digital"}
+
+
+def test_noise_severity_grows(few_digits):
+    d = [np.abs(td.corrupt_images(few_digits, "gaussian_noise", s, seed=0) - few_digits).mean() for s in range(1, 6)]
+    assert d == sorted(d)
+
+
+def test_small_images_are_resized_for_corruption():
+    X = td.load_digits(image_size=8, seed=0).test.X[:3]
+    out = td.corrupt_images(X, "gaussian_noise", 3, seed=0)
+    assert out.shape == (3, 1, 8, 8)
+
+
+def test_corruption_seed_changes_noise(few_digits):
+    a = td.corrupt_images(few_digits, "shot_noise", 3, seed=0)
+    b = td.corrupt_images(few_digits, "shot_noise", 3, seed=1)
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("severity", [0, 6, -1])
+def test_severity_outside_1_to_5_is_an_error(few_digits, severity):
+    with pytest.raises(ValueError, match=r"severity must be an integer in \[1, 5\]"):
+        td.corrupt_images(few_digits, "fog", severity)
+
+
+def test_unknown_corruption_is_an_error(few_digits):
+    with pytest.raises(ValueError, match="unknown corruption 'gausian_noise'.*Did you mean 'gaussian_noise'"):
+        td.corrupt_images(few_digits, "gausian_noise", 1)
+
+
+def test_flip_labels_exact_rate_and_deterministic():
+    y = np.r_[np.zeros(500), np.ones(500)].astype(int)
+    f = td.flip_labels(y, 0.2, seed=1)
+    assert (f != y).sum() == 200
+    np.testing.assert_array_equal(f, td.flip_labels(y, 0.2, seed=1))
+    m = td.flip_labels(np.arange(100) % 10, 0.3, seed=0, n_classes=10)
+    assert (m != np.arange(100) % 10).sum() == 30 and m.max() < 10
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\]"):
+        td.flip_labels(y, 1.5)
+
+
+def test_feature_noise_std_and_columns():
+    X = np.zeros((20000, 3), dtype=np.float32)
+    Xn = td.feature_noise(X, 0.5, seed=0, columns=[0, 2])
+    assert Xn[:, 0].std() == pytest.approx(0.5, rel=0.03)
+    assert np.all(Xn[:, 1] == 0)
+    with pytest.raises(ValueError, match="std must be a number > 0"):
+        td.feature_noise(X, 0.0)
+
+
+def test_with_label_noise_touches_train_only(compas_task):
+    noisy = td.with_label_noise(compas_task, 0.1, seed=0)
+    assert (noisy.train.y != compas_task.train.y).mean() == pytest.approx(0.1, abs=1e-3)
+    np.testing.assert_array_equal(noisy.test.y, compas_task.test.y)
+    assert noisy.notes["label_noise"]["rate"] == 0.1

@@ -1,0 +1,194 @@
+"""The Trainer: learning, reproducibility, budgets honoured, callbacks, terms, errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trustkit.budget import Budget
+from trustkit.data import load_german
+from trustkit.train import Callback, CrossEntropy, Trainer
+
+VOLATILE = {"time_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "peak_rss_mb"}
+
+
+@pytest.fixture(scope="module")
+def german():
+    return load_german(seed=0)
+
+
+def _strip(d):
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in d.items() if k not in VOLATILE and k != "budget_fraction"}
+    if isinstance(d, list):
+        return [_strip(v) for v in d]
+    return d
+
+
+def test_erm_learns_compas(compas_task):
+    r = Trainer(model="mlp", epochs=10, seed=0, progress=False).fit(compas_task)
+    assert r.test["accuracy"] > 0.62
+    assert r.epochs[-1].train_loss < r.epochs[0].train_loss
+    assert r.stopped_by == "epochs" and r.completed_epochs == 10
+    assert 0.05 < r.test["positive_rate"] < 0.95
+
+
+def test_same_config_and_seed_give_identical_records(compas_task):
+    kw = dict(model="mlp", epochs=3, seed=7, progress=False, budget=Budget(flops=1e12))
+    a = Trainer(**kw).fit(compas_task).to_dict()
+    b = Trainer(**kw).fit(compas_task).to_dict()
+    assert _strip(a) == _strip(b)
+    c = Trainer(**{**kw, "seed": 8}).fit(compas_task).to_dict()
+    assert _strip(a)["test"] != _strip(c)["test"]
+
+
+def test_records_serialise_to_json(german):
+    r = Trainer(epochs=2, progress=False).fit(german)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["completed_epochs"] == 2 and len(d["epochs"]) == 2
+    frame = r.epochs_frame()
+    assert {"epoch", "val_accuracy", "val_dp_gap", "w_ce", "flops"} <= set(frame.columns)
+    assert r.summary()["task"] == "german"
+
+
+def test_flops_budget_is_never_exceeded(compas_task):
+    full = Trainer(epochs=2, progress=False).fit(compas_task)
+    limit = full.usage["flops"] * 0.6
+    r = Trainer(epochs=2, progress=False, budget=Budget(flops=limit)).fit(compas_task)
+    assert r.stopped_by == "flops"
+    assert 0 < r.usage["flops"] <= limit
+    assert r.budget_fraction["flops"] <= 1.0
+    assert r.epochs[-1].partial
+    assert not r.over_budget
+
+
+def test_time_budget_is_honoured(compas_task):
+    r = Trainer(epochs=10_000, batch_size=32, progress=False, budget=Budget(time_s=1.0)).fit(compas_task)
+    assert r.stopped_by == "time_s"
+    assert r.usage["time_s"] <= 1.0 * 1.15  # predicted step + validation time; noise allowed
+    assert r.completed_epochs >= 1
+    assert "time_s" in r.message
+
+
+def test_budget_too_small_for_one_step_returns_a_record(german):
+    r = Trainer(epochs=5, progress=False, budget=Budget(flops=10)).fit(german)
+    assert r.epochs == [] and r.usage["flops"] == 0
+    assert "too small for a single training step" in r.message
+    assert set(r.test) >= {"accuracy", "dp_gap"}
+
+
+def test_max_params_is_checked_before_training(german):
+    with pytest.raises(ValueError, match=r"has 3,842 parameters, more than Budget.max_params=1,000"):
+        Trainer(epochs=1, progress=False, budget=Budget(max_params=1000)).fit(german)
+
+
+def test_memory_cap_below_static_footprint_is_an_error(german):
+    with pytest.raises(ValueError, match="Budget.memory_mb=0.001 is below the static footprint"):
+        Trainer(epochs=1, progress=False, budget=Budget(memory_mb=0.001)).fit(german)
+
+
+def test_memory_is_measured(digits_task):
+    r = Trainer(model="cnn", epochs=1, progress=False, budget=Budget(memory_mb=4096)).fit(digits_task)
+    assert r.usage["peak_memory_mb"] > 0
+    assert r.budget_fraction["memory_mb"] < 1
+
+
+class _Halve(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, state, record):
+        self.seen.append(record.epoch)
+        state.weights["ce"] *= 0.5
+        if record.epoch == 3:
+            state.stop = True
+
+
+def test_callbacks_change_weights_and_stop(german):
+    cb = _Halve()
+    r = Trainer(epochs=10, progress=False, callbacks=[cb]).fit(german)
+    assert cb.seen == [1, 2, 3]
+    assert [e.weights["ce"] for e in r.epochs] == [1.0, 0.5, 0.25]
+    assert r.stopped_by == "callback"
+
+
+class _Exploding:
+    name = "boom"
+
+    def __call__(self, model, batch, logits):
+        raise AssertionError("a term with weight 0 must not be computed")
+
+
+class _Logged:
+    name = "l2"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, batch, logits):
+        self.calls += 1
+        return sum((p ** 2).sum() for p in model.parameters())
+
+
+def test_loss_is_a_weighted_sum_of_terms(german):
+    l2 = _Logged()
+    r = Trainer(terms=[CrossEntropy(), _Exploding(), l2], weights={"boom": 0.0, "l2": 1e-3},
+                epochs=1, progress=False).fit(german)
+    assert l2.calls > 0 and r.completed_epochs == 1
+    assert r.epochs[0].weights == {"ce": 1.0, "boom": 0.0, "l2": 1e-3}
+
+
+def test_terms_that_cannot_run_on_meta_are_counted_on_the_real_step(german):
+    class NeedsData:
+        name = "data_dependent"
+
+        def __call__(self, model, batch, logits):
+            if logits.device.type == "meta":
+                raise RuntimeError("meta tensors have no data")
+            return logits.abs().mean()
+
+    r = Trainer(terms=[CrossEntropy(), NeedsData()], epochs=1, progress=False).fit(german)
+    assert r.usage["flops"] > 0
+
+
+def test_custom_model_factory(german):
+    def tiny(task, seed):
+        return torch.nn.Linear(task.input_shape[0], 2)
+
+    r = Trainer(model=tiny, epochs=2, progress=False).fit(german)
+    assert r.usage["params"] == german.input_shape[0] * 2 + 2
+    assert r.config["model"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        ({"optimizer": "adamm"}, ValueError, "unknown optimizer 'adamm'.*Did you mean 'adam'"),
+        ({"epochs": 0}, ValueError, r"epochs must be an integer in \[1, inf\]"),
+        ({"lr": -1.0}, ValueError, "lr must be a number > 0"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an integer"),
+        ({"weights": {"ce": -1.0}}, ValueError, "weight of term 'ce' must be a finite number >= 0"),
+        ({"weights": {"fair": 1.0}}, ValueError, "unknown term 'fair'"),
+        ({"budget": {"time_s": 3}}, TypeError, "budget must be a trustkit.budget.Budget"),
+    ],
+)
+def test_trainer_argument_errors(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        Trainer(progress=False, **kwargs)
+
+
+def test_unknown_metric_and_fairness_without_sensitive(german, digits_task):
+    with pytest.raises(ValueError, match="unknown metric"):
+        Trainer(metrics=["accuracy", "fairness"], epochs=1, progress=False).fit(german)
+    from trustkit.data import german_frame, make_tabular_task
+
+    no_groups = make_tabular_task(german_frame(), label="credit", sensitive=None, positive_label="good",
+                                  name="german", card="german")
+    with pytest.raises(ValueError, match="metric 'dp_gap' needs a sensitive attribute"):
+        Trainer(metrics=["dp_gap"], epochs=1, progress=False).fit(no_groups)
+    with pytest.raises(ValueError, match="metric 'dp_gap' needs a binary task"):
+        Trainer(model="cnn", metrics=["dp_gap"], epochs=1, progress=False).fit(digits_task)
+    with pytest.raises(TypeError, match="task must be a trustkit.data.Task"):
+        Trainer(epochs=1, progress=False).fit("adult")
