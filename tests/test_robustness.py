@@ -100,3 +100,22 @@ def test_ood_auroc_detects_severe_corruption(trained_digits, digits_task):
     s_in = tm.msp_score(tm.predict_logits(trained_digits, X))
     s_out = tm.msp_score(tm.predict_logits(trained_digits, corrupt_images(X, "impulse_noise", 5, seed=0)))
     assert tm.ood_auroc(s_in, s_out) > 0.6
+
+
+def test_mask_limits_the_attack_to_numeric_columns(trained_compas, compas_task):
+    x, y = torch.tensor(compas_task.test.X[:100]), torch.tensor(compas_task.test.y[:100])
+    mask = torch.zeros(x.shape[1])
+    mask[list(compas_task.numeric_columns)] = 1.0
+    xa = tm.pgd(trained_compas, x, y, 0.3, bounds=None, mask=mask, generator=torch.Generator().manual_seed(0))
+    moved = (xa - x).abs().amax(dim=0) > 0
+    assert moved.tolist() == mask.bool().tolist()
+    assert float((xa - x).abs().max()) <= 0.3 + 1e-6
+
+
+def test_trust_profile_has_every_family(trained_digits, digits_task):
+    row = tm.trust_profile(trained_digits, digits_task, eps=[0.05], corruptions=["fog", "pixelate"],
+                           severities=(1, 5), max_examples=60)
+    for key in ("accuracy", "ece", "fgsm@0.05", "pgd@0.05", "corruption_acc", "corruption_acc@1",
+                "corruption_acc@5", "ood_auroc"):
+        assert key in row, key
+    assert row["pgd@0.05"] <= row["fgsm@0.05"]

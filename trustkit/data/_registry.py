@@ -7,7 +7,7 @@ from ._images import load_cifar10, load_digits, load_mnist
 from ._tabular import load_adult, load_compas, load_german
 from ._task import Task
 
-__all__ = ["DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task"]
+__all__ = ["DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview"]
 
 _LOADERS = {
     "adult": load_adult,
@@ -33,3 +33,36 @@ def load_task(name: str, **kwargs) -> Task:
     """
     check_choice("dataset", name, DATASETS)
     return _LOADERS[name](**kwargs)
+
+
+def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int = 0):
+    """Two tables for a quick look at datasets: split sizes, and sensitive-group balance (all rows).
+
+    Examples
+    --------
+    >>> sizes, balance = dataset_overview(["german"])
+    >>> int(sizes["rows"].sum()), balance["group"].tolist()
+    (1000, ['female', 'male'])
+    """
+    import pandas as pd
+
+    sizes, balance = [], []
+    for name in names:
+        task = load_task(name, seed=seed)
+        s = task.summary()
+        sizes.append(pd.DataFrame([{
+            "task": name, "kind": task.kind, "rows": int(s["rows"].sum()), "train": len(task.train),
+            "val": len(task.val), "test": len(task.test), "features": len(task.feature_names)
+            if task.kind == "tabular" else "x".join(map(str, task.input_shape)),
+            "classes": task.n_classes, "sensitive": task.sensitive or "-", "card": f"data_cards/{task.card}.md",
+        }]))
+        if task.has_sensitive:
+            parts = [task.group_balance(sp) for sp in ("train", "val", "test")]
+            g = pd.concat(parts).groupby(["task", "attribute", "group"], sort=False)
+            tab = g["rows"].sum().to_frame()
+            pos = pd.concat([p.assign(pos=p["rows"] * p["positive_rate"]) for p in parts]).groupby(
+                ["task", "attribute", "group"], sort=False)["pos"].sum()
+            tab["share"] = tab["rows"] / tab["rows"].sum()
+            tab["positive_rate"] = pos / tab["rows"]
+            balance.append(tab.reset_index())
+    return pd.concat(sizes, ignore_index=True), (pd.concat(balance, ignore_index=True) if balance else pd.DataFrame())

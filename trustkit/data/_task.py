@@ -95,6 +95,13 @@ class Task:
         return tuple(self.train.X.shape[1:])
 
     @property
+    def numeric_columns(self) -> tuple[int, ...]:
+        """Indices of the numeric (standardised, not one-hot) columns of a tabular task."""
+        if self.kind != "tabular":
+            return ()
+        return tuple(i for i, f in enumerate(self.feature_names) if "=" not in f)
+
+    @property
     def has_sensitive(self) -> bool:
         return self.sensitive is not None
 

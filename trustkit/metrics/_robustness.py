@@ -52,13 +52,19 @@ def _input_grad(model, x, y) -> torch.Tensor:
     return grad
 
 
-def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, bounds=(0.0, 1.0)) -> torch.Tensor:
+def _mask(t: torch.Tensor, mask) -> torch.Tensor:
+    return t if mask is None else t * mask
+
+
+def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, bounds=(0.0, 1.0), mask=None) -> torch.Tensor:
     r"""Fast gradient sign method: :math:`x' = x + \epsilon\,\mathrm{sign}(\nabla_x \ell(f(x), y))`.
 
-    ``bounds`` clamps the result (``None`` for unbounded features). The model should be in eval mode.
+    ``bounds`` clamps the result (``None`` for unbounded features). ``mask`` (0/1, broadcastable to
+    ``x``) restricts the perturbation to some features, e.g. the numeric columns of a table.
+    The model should be in eval mode.
     """
     check_positive("eps", eps)
-    return _clamp(x + eps * _input_grad(model, x, y).sign(), bounds).detach()
+    return _clamp(x + eps * _mask(_input_grad(model, x, y).sign(), mask), bounds).detach()
 
 
 def pgd(
@@ -71,13 +77,14 @@ def pgd(
     step_size: float | None = None,
     random_start: bool = True,
     bounds=(0.0, 1.0),
+    mask=None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Projected gradient descent in the ℓ∞ ball of radius ε (Madry et al. 2018).
 
     Starts at a uniform point of the ball (``random_start``), then ``steps`` times
     :math:`x \leftarrow \Pi_{B_\epsilon(x_0)}(x + \alpha\,\mathrm{sign}\nabla_x\ell)` with
-    :math:`\alpha` = ``step_size`` (default 2.5·ε/steps).
+    :math:`\alpha` = ``step_size`` (default 2.5·ε/steps). ``mask`` as in :func:`fgsm`.
     """
     check_positive("eps", eps)
     check_int("steps", steps, minimum=1)
@@ -85,11 +92,11 @@ def pgd(
     x0 = x.detach()
     if random_start:
         noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype) * 2 - 1
-        xa = _clamp(x0 + eps * noise, bounds)
+        xa = _clamp(x0 + eps * _mask(noise, mask), bounds)
     else:
         xa = x0.clone()
     for _ in range(steps):
-        xa = xa + alpha * _input_grad(model, xa, y).sign()
+        xa = xa + alpha * _mask(_input_grad(model, xa, y).sign(), mask)
         xa = _clamp(torch.min(torch.max(xa, x0 - eps), x0 + eps), bounds).detach()
     return xa
 
@@ -103,6 +110,7 @@ def adversarial_accuracy(
     attack: str = "pgd",
     steps: int = 20,
     bounds=(0.0, 1.0),
+    mask=None,
     batch_size: int = 512,
     seed: int = 0,
 ) -> float:
@@ -129,9 +137,9 @@ def adversarial_accuracy(
         for i in range(0, len(X), batch_size):
             xb, yb = X[i : i + batch_size], y[i : i + batch_size]
             if attack == "fgsm":
-                xa = fgsm(model, xb, yb, eps, bounds=bounds)
+                xa = fgsm(model, xb, yb, eps, bounds=bounds, mask=mask)
             else:
-                xa = pgd(model, xb, yb, eps, steps=steps, bounds=bounds, generator=gen)
+                xa = pgd(model, xb, yb, eps, steps=steps, bounds=bounds, mask=mask, generator=gen)
             with torch.no_grad():
                 correct += int((model(xa).argmax(1) == yb).sum())
     finally:
@@ -148,6 +156,7 @@ def attack_table(
     attacks: Iterable[str] = ("fgsm", "pgd"),
     steps: int = 20,
     bounds=(0.0, 1.0),
+    mask=None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Accuracy under each attack at each ε, plus the clean accuracy (ε = 0), as a tidy table."""
@@ -155,7 +164,7 @@ def attack_table(
     rows = [{"attack": "clean", "eps": 0.0, "accuracy": clean}]
     for attack in attacks:
         for e in eps:
-            acc = adversarial_accuracy(model, X, y, float(e), attack=attack, steps=steps, bounds=bounds, seed=seed)
+            acc = adversarial_accuracy(model, X, y, float(e), attack=attack, steps=steps, bounds=bounds, mask=mask, seed=seed)
             rows.append({"attack": attack, "eps": float(e), "accuracy": acc})
     return pd.DataFrame(rows)
 
@@ -191,9 +200,10 @@ def corruption_table(
     return pd.DataFrame(rows)
 
 
-def feature_noise_accuracy(model: torch.nn.Module, X, y, std: float, *, seed: int = 0) -> float:
-    """Accuracy on tabular features with Gaussian noise of standard deviation ``std`` added."""
+def feature_noise_accuracy(model: torch.nn.Module, X, y, std: float, *, seed: int = 0, columns=None) -> float:
+    """Accuracy on tabular features with Gaussian noise of standard deviation ``std`` added
+    (to ``columns`` only, if given)."""
     from ..data import feature_noise
 
-    Xn = feature_noise(np.asarray(X), std, seed=seed)
+    Xn = feature_noise(np.asarray(X), std, seed=seed, columns=columns)
     return float((predict_logits(model, Xn).argmax(1) == torch.as_tensor(np.asarray(y))).double().mean())

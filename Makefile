@@ -1,0 +1,45 @@
+# trustkit: two commands do all the set-up on a fresh machine (PyPI is the only network needed).
+#   make demo   create the venv if missing, install pinned versions, run the tour report into reports/
+#   make test   same set-up, then the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PIP_FLAGS ?= --quiet --disable-pip-version-check --progress-bar off
+PYTEST_ARGS ?=
+
+.PHONY: venv demo demo-full test test-fast bench clean-reports clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned requirements into $(VENV) (first time: a few minutes)"
+	$(PIP) install $(PIP_FLAGS) -r requirements.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	$(PIP) install $(PIP_FLAGS) --no-deps -r requirements-nodeps.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	$(PIP) install $(PIP_FLAGS) --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	$(PY) -c "import trustkit, torch, torchvision, fairlearn, imagecorruptions; print('trustkit', trustkit.__version__, '| torch', torch.__version__, '| torchvision', torchvision.__version__)"
+	@touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/trustkit demo --out reports
+
+demo-full: venv
+	$(VENV)/bin/trustkit report tour --out reports/full -p quick false -p seeds '[0,1,2,3,4]' -p time_budget_s 10.0 -p static_charts true
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules trustkit tests $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow and not notebook" --doctest-modules trustkit tests $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/budget_overhead.py
+
+clean-reports:
+	rm -rf reports
+
+clean: clean-reports
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,72 @@
+"""The result store and grids: atomic writes, resume after a kill, nothing lost."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trustkit.experiments import ResultStore, erm_overview, run_grid, run_key
+
+
+def test_run_key_is_stable_and_order_free():
+    assert run_key({"a": 1, "b": [1, 2]}) == run_key({"b": [1, 2], "a": 1})
+    assert run_key({"a": 1}) != run_key({"a": 2})
+
+
+def test_a_killed_sweep_keeps_finished_results_and_resumes(tmp_path):
+    store = ResultStore(tmp_path)
+    calls = []
+
+    def run(cfg):
+        calls.append(cfg["i"])
+        if cfg["i"] == 2 and len(calls) == 3:
+            raise KeyboardInterrupt  # the person pressed stop during the third run
+        return {"value": cfg["i"] ** 2}
+
+    configs = [{"i": i} for i in range(5)]
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(configs, run, store=store, progress=False)
+    assert len(store) == 2 and not list(tmp_path.glob(".tmp-*"))
+    df = run_grid(configs, run, store=store, progress=False)
+    assert calls == [0, 1, 2, 2, 3, 4]  # 0 and 1 were not run again
+    assert df["value"].tolist() == [0, 1, 4, 9, 16]
+
+
+def test_store_survives_a_killed_process(tmp_path):
+    code = f"""
+import os
+from trustkit.experiments import ResultStore, run_grid
+store = ResultStore({str(tmp_path)!r})
+def run(cfg):
+    if cfg["i"] == 3:
+        os._exit(9)  # hard kill, no clean-up
+    return {{"v": cfg["i"]}}
+run_grid([{{"i": i}} for i in range(6)], run, store=store, progress=False)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == 9
+    store = ResultStore(tmp_path)
+    assert sorted(r["i"] for r in store.records()) == [0, 1, 2]
+    for f in tmp_path.glob("*.json"):
+        json.loads(f.read_text())  # every file is complete JSON
+
+
+def test_erm_overview_rejects_bad_names_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'compass'"):
+        erm_overview(["compas", "compass"], seeds=[0], store=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="pass data_root"):
+        erm_overview(["mnist"], seeds=[0], progress=False)
+    with pytest.raises(ValueError, match="time_budget_s must be a number > 0"):
+        erm_overview(["german"], seeds=[0], time_budget_s=0, progress=False)
+    assert len(ResultStore(tmp_path)) == 0
+
+
+def test_erm_overview_on_german(tmp_path):
+    df = erm_overview(["german"], seeds=[0, 1], time_budget_s=2.0, epochs=5, store=tmp_path, progress=False)
+    assert len(df) == 2 and len(ResultStore(tmp_path)) == 2
+    for col in ("accuracy", "dp_gap", "eo_gap", "fgsm@0.1", "pgd@0.1", "noise_acc", "label_noise_acc",
+                "train_time_s", "peak_memory_mb", "gflops"):
+        assert df[col].notna().all(), col
+    assert (df["pgd@0.1"] <= df["fgsm@0.1"] + 1e-9).all()
+    assert (df["train_time_s"] <= 2.0 * 1.15).all()

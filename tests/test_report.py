@@ -1,0 +1,89 @@
+"""Notebook parameters, the tour notebook executed through papermill, and the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from trustkit.report import check_parameters, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = {"quick": bool, "seeds": [int], "time_budget_s": float, "root": (str, None)}
+GOOD = {"quick": True, "seeds": [0, 1], "time_budget_s": 2, "root": None}
+
+
+def test_check_parameters_accepts_good_values():
+    check_parameters(GOOD, SPEC, choices={"seeds": [0, 1, 2]})
+
+
+@pytest.mark.parametrize(
+    "change, error, pattern",
+    [
+        ({"quick": "yes"}, TypeError, "parameter 'quick' must be bool; got 'yes'"),
+        ({"seeds": 3}, TypeError, "parameter 'seeds' must be list of int"),
+        ({"seeds": [0, "1"]}, TypeError, "parameter 'seeds' must be list of int"),
+        ({"time_budget_s": "2"}, TypeError, "parameter 'time_budget_s' must be float"),
+        ({"root": 3}, TypeError, "parameter 'root' must be str or None"),
+        ({"seeds": [0, 7]}, ValueError, r"parameter 'seeds' has \[7\]; allowed"),
+    ],
+)
+def test_check_parameters_errors(change, error, pattern):
+    with pytest.raises(error, match=pattern):
+        check_parameters({**GOOD, **change}, SPEC, choices={"seeds": [0, 1, 2]})
+
+
+def test_every_notebook_has_a_parameters_cell():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+        assert "quick" in tagged[0].source
+        assert not any("TODO" in c.source for c in nb.cells)
+
+
+@pytest.mark.notebook
+def test_tour_notebook_runs_in_quick_mode(tmp_path):
+    params = {"datasets": ["german", "digits"], "seeds": [0, 1], "time_budget_s": 1.0, "static_charts": True}
+    paths = run_notebook("tour", out_dir=tmp_path, parameters=params, progress=False)
+    assert paths["html"].stat().st_size > 10_000
+    nb = nbformat.read(paths["notebook"], as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    import pandas as pd
+
+    results = pd.read_csv(tmp_path / "tour_results.csv")
+    assert sorted(results["dataset"].unique()) == ["digits", "german"] and len(results) == 4
+    assert (tmp_path / "figures" / "robustness.png").is_file()
+    assert (tmp_path / "figures" / "corruption_severity.png").is_file()
+
+
+@pytest.mark.notebook
+def test_tour_notebook_rejects_a_wrong_parameter_type(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="parameter 'seeds' must be list of int"):
+        run_notebook("tour", out_dir=tmp_path, parameters={"seeds": "0,1"}, html=False, progress=False)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "trustkit.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_datasets_and_train():
+    out = _cli("datasets", "german", "compas")
+    assert out.returncode == 0 and "6172" in out.stdout and "1000" in out.stdout
+    out = _cli("train", "--dataset", "german", "--epochs", "2", "--flops-budget", "1e12")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["task"] == "german" and summary["epochs"] == 2
+
+
+def test_cli_errors_are_one_line():
+    out = _cli("train", "--dataset", "adlt")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("trustkit: error: unknown dataset 'adlt'")
+    out = _cli("train", "--dataset", "german", "--time-budget", "-1")
+    assert out.returncode == 2 and "Budget.time_s must be a number > 0" in out.stderr

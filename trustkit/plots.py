@@ -1,0 +1,101 @@
+"""Altair charts of trustkit results (they read tidy frames; nothing here computes a metric)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import altair as alt
+import pandas as pd
+
+__all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart"]
+
+
+def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"chart needs columns {missing}; the frame has {list(df.columns)}")
+
+
+def group_balance_chart(balance: pd.DataFrame) -> alt.Chart:
+    """Bars of each sensitive group's share, with its positive rate as a tooltip, per task."""
+    _check(balance, ["task", "attribute", "group", "share", "positive_rate"])
+    return (
+        alt.Chart(balance)
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", title="share of rows", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("group:N", title=None),
+            color=alt.Color("positive_rate:Q", title="positive rate", scale=alt.Scale(scheme="blues")),
+            row=alt.Row("task:N", title=None),
+            tooltip=["task", "attribute", "group", "rows", alt.Tooltip("share:Q", format=".3f"),
+                     alt.Tooltip("positive_rate:Q", format=".3f")],
+        )
+        .properties(width=320, height=50, title="Sensitive groups: share and positive rate")
+    )
+
+
+def tradeoff_chart(results: pd.DataFrame, *, x: str = "dp_gap", y: str = "accuracy", by: str = "dataset") -> alt.LayerChart:
+    """Per-seed points, and the mean with ± one standard deviation bars, of ``y`` against ``x``."""
+    from .stats import mean_std
+
+    _check(results, [x, y, by])
+    data = results.dropna(subset=[x, y])
+    s = mean_std(data, by=by, metrics=[x, y]).fillna({f"{x}_std": 0.0, f"{y}_std": 0.0})
+    for m in (x, y):
+        s[f"{m}_lo"] = s[f"{m}_mean"] - s[f"{m}_std"]
+        s[f"{m}_hi"] = s[f"{m}_mean"] + s[f"{m}_std"]
+    xt, yt = x.replace("_", " "), y.replace("_", " ")
+    points = alt.Chart(data).mark_point(opacity=0.45).encode(
+        x=alt.X(f"{x}:Q", title=xt), y=alt.Y(f"{y}:Q", title=yt, scale=alt.Scale(zero=False)), color=f"{by}:N",
+        tooltip=[by, "seed", alt.Tooltip(f"{x}:Q", format=".3f"), alt.Tooltip(f"{y}:Q", format=".3f")],
+    )
+    stats = alt.Chart(s)
+    xbar = stats.mark_rule().encode(x=f"{x}_lo:Q", x2=f"{x}_hi:Q", y=f"{y}_mean:Q", color=f"{by}:N")
+    ybar = stats.mark_rule().encode(y=f"{y}_lo:Q", y2=f"{y}_hi:Q", x=f"{x}_mean:Q", color=f"{by}:N")
+    mean = stats.mark_point(filled=True, size=120).encode(
+        x=f"{x}_mean:Q", y=f"{y}_mean:Q", color=f"{by}:N",
+        tooltip=[by, "n", alt.Tooltip(f"{x}_mean:Q", format=".3f"), alt.Tooltip(f"{y}_mean:Q", format=".3f")],
+    )
+    return (points + xbar + ybar + mean).properties(width=380, height=260, title=f"{yt} vs {xt} (mean ± std over seeds)")
+
+
+def robustness_chart(results: pd.DataFrame, *, metrics: Sequence[str], by: str = "dataset") -> alt.Chart:
+    """Grouped bars (mean over seeds, with std error bars) of clean and robust accuracies."""
+    present = [m for m in metrics if m in results.columns]
+    if not present:
+        raise ValueError(f"none of {list(metrics)} is in the results")
+    long = results[[by, "seed", *present]].melt(id_vars=[by, "seed"], var_name="metric", value_name="value").dropna()
+    base = alt.Chart(long)
+    bars = base.mark_bar().encode(
+        x=alt.X("metric:N", title=None, sort=present), y=alt.Y("mean(value):Q", title="accuracy"),
+        color=alt.Color("metric:N", sort=present), tooltip=["metric", alt.Tooltip("mean(value):Q", format=".3f")],
+    )
+    err = base.mark_errorbar(extent="stdev").encode(x=alt.X("metric:N", sort=present), y=alt.Y("value:Q", title="accuracy"))
+    return (
+        (bars + err).properties(width=alt.Step(22), height=180)
+        .facet(column=alt.Column(f"{by}:N", title=None))
+        .resolve_scale(x="independent")
+        .properties(title="Accuracy: clean, under ℓ∞ attacks, under noise or corruption")
+    )
+
+
+def severity_chart(results: pd.DataFrame, *, by: str = "dataset") -> alt.Chart:
+    """Mean corruption accuracy against severity (columns ``corruption_acc@s``), one line per dataset."""
+    cols = [c for c in results.columns if c.startswith("corruption_acc@")]
+    if not cols:
+        raise ValueError("the results hold no corruption_acc@<severity> columns (image tasks only)")
+    long = results[[by, "seed", *cols]].melt(id_vars=[by, "seed"], var_name="severity", value_name="accuracy").dropna()
+    long["severity"] = long["severity"].str.split("@").str[1].astype(int)
+    base = alt.Chart(long)
+    line = base.mark_line(point=True).encode(x=alt.X("severity:O"), y=alt.Y("mean(accuracy):Q", title="accuracy"), color=f"{by}:N")
+    band = base.mark_errorband(extent="stdev").encode(x="severity:O", y="accuracy:Q", color=f"{by}:N")
+    return (band + line).properties(width=300, height=200, title="Mean corruption accuracy by severity")
+
+
+def save_chart(chart, path: str | Path) -> Path:
+    """Save a chart as PNG/SVG/HTML/JSON by extension (PNG and SVG through vl-convert, no browser)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chart.save(str(path))
+    return path

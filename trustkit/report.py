@@ -1,0 +1,112 @@
+"""Run notebooks as parameterised reports (papermill) and export them to HTML (nbconvert).
+
+Notebooks call :func:`check_parameters` right after their papermill ``parameters`` cell, so a
+wrong parameter type fails at once with a message naming the parameter and what is allowed.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["check_parameters", "run_notebook", "notebook_dir", "NOTEBOOKS"]
+
+NOTEBOOKS = {"tour": "00_tour.ipynb"}
+
+
+def _type_ok(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, Real) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    if isinstance(kind, list):  # list of an element type
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, kind[0]) for v in value)
+    if isinstance(kind, tuple):  # one of several types, e.g. (str, None)
+        return any(value is None if k is None else _type_ok(value, k) for k in kind)
+    raise TypeError(f"unsupported parameter spec {kind!r}")
+
+
+def _name(kind) -> str:
+    if isinstance(kind, list):
+        return f"list of {_name(kind[0])}"
+    if isinstance(kind, tuple):
+        return " or ".join("None" if k is None else _name(k) for k in kind)
+    return kind.__name__
+
+
+def check_parameters(values: Mapping[str, Any], spec: Mapping[str, Any], *, choices: Mapping[str, Any] | None = None) -> None:
+    """Check notebook parameters against a spec ``{name: type}``; raise naming the parameter.
+
+    Types: ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``[elem_type]`` for lists, and
+    tuples for alternatives (``(str, None)``). ``choices`` restricts values (or list elements).
+
+    >>> check_parameters({"quick": True, "seeds": [0, 1]}, {"quick": bool, "seeds": [int]})
+    >>> check_parameters({"quick": "yes"}, {"quick": bool})
+    Traceback (most recent call last):
+    ...
+    TypeError: notebook parameter 'quick' must be bool; got 'yes' (str)
+    """
+    for name, kind in spec.items():
+        if name not in values:
+            raise ValueError(f"notebook parameter {name!r} is missing")
+        v = values[name]
+        if not _type_ok(v, kind):
+            raise TypeError(f"notebook parameter {name!r} must be {_name(kind)}; got {v!r} ({type(v).__name__})")
+    for name, allowed in (choices or {}).items():
+        v = values[name]
+        items = v if isinstance(v, (list, tuple)) else [v]
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise ValueError(f"notebook parameter {name!r} has {bad}; allowed: {list(allowed)}")
+
+
+def notebook_dir() -> Path:
+    """The repository's ``notebooks/`` folder (notebooks are not installed with the package)."""
+    here = Path(__file__).resolve().parents[1] / "notebooks"
+    if not here.is_dir():
+        raise FileNotFoundError(f"notebooks folder not found at {here}; run trustkit from a checkout of the repository")
+    return here
+
+
+def run_notebook(
+    notebook: str | Path,
+    *,
+    out_dir: str | Path = "reports",
+    parameters: Mapping[str, Any] | None = None,
+    html: bool = True,
+    kernel: str = "python3",
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Execute a notebook with papermill and (optionally) export it to HTML.
+
+    ``notebook`` is a path or a short name from :data:`NOTEBOOKS` (``"tour"``). Returns the paths
+    of the executed notebook and the HTML file under ``out_dir``.
+    """
+    import papermill as pm
+
+    path = Path(notebook)
+    if str(notebook) in NOTEBOOKS:
+        path = notebook_dir() / NOTEBOOKS[str(notebook)]
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {str(notebook)!r} not found; short names: {sorted(NOTEBOOKS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / path.name
+    params = dict(parameters or {})
+    params.setdefault("out_dir", str(out_dir.resolve()))
+    pm.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel,
+                        progress_bar=progress, cwd=str(path.parent))
+    out = {"notebook": executed}
+    if html:
+        from nbconvert import HTMLExporter
+        import nbformat
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+        out["html"] = executed.with_suffix(".html")
+        out["html"].write_text(body, encoding="utf-8")
+    return out
