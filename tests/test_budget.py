@@ -69,3 +69,15 @@ def test_meta_copy_counts_the_same_flops_without_compute():
 
 def test_count_params():
     assert count_params(torch.nn.Linear(3, 2)) == 8
+
+
+def test_step_cost_counts_saved_activations():
+    from trustkit.budget import step_cost
+
+    lin = torch.nn.Linear(30, 20)
+    x = torch.randn(8, 30, device="meta")
+    mm = meta_copy(lin)
+    c = step_cost(lambda: torch.relu(mm(x)).sum().backward())
+    # the linear layer saves its input (8x30); relu saves its output (8x20); float32
+    assert c.saved_bytes >= 4 * (8 * 30 + 8 * 20)
+    assert c.flops == 2 * (2 * 8 * 30 * 20)

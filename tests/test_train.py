@@ -85,7 +85,7 @@ def test_max_params_is_checked_before_training(german):
 
 
 def test_memory_cap_below_static_footprint_is_an_error(german):
-    with pytest.raises(ValueError, match="Budget.memory_mb=0.001 is below the static footprint"):
+    with pytest.raises(ValueError, match="Budget.memory_mb=0.001 is below the estimated footprint of one training step"):
         Trainer(epochs=1, progress=False, budget=Budget(memory_mb=0.001)).fit(german)
 
 
@@ -192,3 +192,14 @@ def test_unknown_metric_and_fairness_without_sensitive(german, digits_task):
         Trainer(model="cnn", metrics=["dp_gap"], epochs=1, progress=False).fit(digits_task)
     with pytest.raises(TypeError, match="task must be a trustkit.data.Task"):
         Trainer(epochs=1, progress=False).fit("adult")
+
+
+def test_estimated_memory_grows_with_batch_size_and_is_deterministic(digits_task):
+    small = Trainer(model="cnn", epochs=1, batch_size=16, progress=False, budget=Budget(flops=1)).fit(digits_task)
+    large = Trainer(model="cnn", epochs=1, batch_size=256, progress=False, budget=Budget(flops=1)).fit(digits_task)
+    again = Trainer(model="cnn", epochs=1, batch_size=256, progress=False, budget=Budget(flops=1)).fit(digits_task)
+    assert large.usage["est_memory_mb"] > small.usage["est_memory_mb"] > 4 * 4 * small.usage["params"] / 2**20
+    assert large.usage["est_memory_mb"] == again.usage["est_memory_mb"]
+    with pytest.raises(ValueError, match="lower batch_size"):
+        Trainer(model="cnn", epochs=1, batch_size=256, progress=False,
+                budget=Budget(memory_mb=small.usage["est_memory_mb"] * 1.01)).fit(digits_task)

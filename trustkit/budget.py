@@ -14,7 +14,10 @@ The :class:`Meter` measures the same four quantities for a run:
 * FLOPs: counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions,
   forward and backward). :func:`count_flops` runs a step on a copy of the model on PyTorch's
   ``meta`` device, so the cost of a step is known *before* it runs, at no compute cost;
-* parameters: ``sum(p.numel())``.
+* parameters: ``sum(p.numel())``;
+* estimated training memory: parameters, gradients and optimiser state plus the bytes autograd
+  saves for one step's backward pass (:func:`step_cost` on the meta device). Unlike RSS, which
+  depends on what the process did before, this is deterministic and known before training.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ._validation import check_positive
 
-__all__ = ["Budget", "Meter", "count_params", "count_flops", "BUDGET_FIELDS", "Usage"]
+__all__ = ["Budget", "Meter", "count_params", "count_flops", "step_cost", "StepCost", "meta_copy",
+           "BUDGET_FIELDS", "Usage"]
 
 BUDGET_FIELDS = ("time_s", "memory_mb", "max_params", "flops")
 _MB = 1024.0 * 1024.0
@@ -114,6 +118,33 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+@dataclass(frozen=True)
+class StepCost:
+    """FLOPs of a step and the bytes of tensors autograd saved for its backward pass."""
+
+    flops: int
+    saved_bytes: int
+
+
+def step_cost(fn: Callable[[], object]) -> StepCost:
+    """Count FLOPs and the bytes autograd saves for backward while ``fn()`` runs.
+
+    Run on a :func:`meta_copy` of a model, this gives the compute and the activation memory of a
+    training step before the step is taken, without doing it. Saved tensors include the weights
+    some layers keep for their backward pass, so the activation figure is an upper bound.
+    """
+    saved = 0
+
+    def pack(t):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        flops = count_flops(fn)
+    return StepCost(flops=flops, saved_bytes=int(saved))
+
+
 def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` on PyTorch's meta device: same shapes, no storage, no compute."""
     return copy.deepcopy(model).to("meta")
@@ -128,6 +159,7 @@ class Usage:
     peak_rss_mb: float = 0.0
     params: int = 0
     flops: int = 0
+    est_memory_mb: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -160,6 +192,7 @@ class Meter:
         self._thread: threading.Thread | None = None
         self.flops = 0
         self.params = 0
+        self.est_memory_mb = 0.0
 
     def start(self) -> "Meter":
         self._baseline = self._proc.memory_info().rss
@@ -218,4 +251,5 @@ class Meter:
             peak_rss_mb=self._peak / _MB,
             params=self.params,
             flops=self.flops,
+            est_memory_mb=self.est_memory_mb,
         )

@@ -144,6 +144,7 @@ def _erm_run(cfg: Mapping) -> dict:
         "stopped_by": record.stopped_by,
         "train_time_s": record.usage["time_s"],
         "peak_memory_mb": record.usage["peak_memory_mb"],
+        "est_memory_mb": record.usage["est_memory_mb"],
         "params": record.usage["params"],
         "gflops": record.usage["flops"] / 1e9,
         "n_train": len(task.train),

@@ -10,9 +10,10 @@ How the budget is honoured
 * ``time_s`` covers training steps and per-epoch validation. Before each step the trainer predicts
   the step's time (mean of the recent steps) plus the time of the closing validation; a step that
   would not fit is not taken. The first step of a run is needed to learn the step time.
-* ``memory_mb`` (peak RSS increase over the run's start) is checked before training against the
-  static footprint (parameters, gradients, optimiser state) and after each step against the
-  measured peak; the run stops at the first step over the cap and the record flags it.
+* ``memory_mb`` is checked before training against the estimated footprint of a step (parameters,
+  gradients, optimiser state, and the activations autograd saves, counted on the meta device), and
+  after each step against the measured peak RSS increase over the run's start; the run stops at the
+  first step over the cap and the record flags it.
 
 Every record says what was used, what fraction of each limit that is, and what stopped the run.
 """
@@ -30,7 +31,7 @@ import pandas as pd
 import torch
 
 from .._validation import _suggest, check_int, check_positive
-from ..budget import Budget, Meter, count_flops, count_params, meta_copy
+from ..budget import Budget, Meter, StepCost, count_params, meta_copy, step_cost
 from ..data import Task
 from ..metrics import check_metrics, default_metrics, evaluate
 from ..models import make_model
@@ -121,6 +122,7 @@ class RunRecord:
             "epochs": self.completed_epochs,
             "time_s": self.usage["time_s"],
             "peak_memory_mb": self.usage["peak_memory_mb"],
+            "est_memory_mb": self.usage["est_memory_mb"],
             "params": self.usage["params"],
             "gflops": self.usage["flops"] / 1e9,
             "stopped_by": self.stopped_by,
@@ -288,7 +290,8 @@ class Trainer:
                 total = total + w * term(model, batch, logits)
         return total
 
-    def _step_flops(self, model, batch: Batch, weights, cache: dict) -> int | None:
+    def _step_cost(self, model, batch: Batch, weights, cache: dict) -> StepCost | None:
+        """FLOPs and saved-activation bytes of one step, from a dry run on the meta device (cached)."""
         key = (len(batch.y), tuple(sorted(n for n, w in weights.items() if w)))
         if key not in cache:
             try:
@@ -299,7 +302,7 @@ class Trainer:
                     a=None if batch.a is None else torch.zeros(batch.a.shape, dtype=torch.long, device="meta"),
                     idx=torch.zeros(batch.idx.shape, dtype=torch.long, device="meta"),
                 )
-                cache[key] = count_flops(lambda: self._loss(mm, mb, weights).backward())
+                cache[key] = step_cost(lambda: self._loss(mm, mb, weights).backward())
             except Exception:  # a term the meta device cannot run: count the real step instead
                 cache[key] = None
         return cache[key]
@@ -324,12 +327,6 @@ class Trainer:
                 f"the model has {n_params:,} parameters, more than Budget.max_params={budget.max_params:,}; "
                 "choose a smaller model (e.g. model_kwargs={'hidden': ...}) or raise the limit"
             )
-        static_mb = 4 * 4 * n_params / (1024 * 1024)  # weights, grads, two Adam moments (float32)
-        if budget.memory_mb is not None and static_mb > budget.memory_mb:
-            raise ValueError(
-                f"Budget.memory_mb={budget.memory_mb} is below the static footprint of training this model "
-                f"(~{static_mb:.1f} MB for parameters, gradients and optimiser state)"
-            )
         optimizer = self._make_optimizer(model)
         X = torch.as_tensor(task.train.X)
         y = torch.as_tensor(task.train.y)
@@ -339,9 +336,23 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed)
         meter = Meter()
         meter.params = n_params
+        flops_cache: dict = {}
+        # memory a step needs, known before training: weights, grads, optimiser state, activations
+        n_state = {"adam": 4, "adamw": 4, "sgd": 3}[self.optimizer]
+        static_mb = n_state * 4 * n_params / (1024 * 1024)
+        first = torch.arange(min(self.batch_size, n))
+        probe = self._step_cost(model, Batch(x=X[first], y=y[first], a=None if a is None else a[first], idx=first),
+                                self.weights, flops_cache)
+        act_mb = 0.0 if probe is None else probe.saved_bytes / (1024 * 1024)
+        meter.est_memory_mb = static_mb + act_mb
+        if budget.memory_mb is not None and meter.est_memory_mb > budget.memory_mb:
+            raise ValueError(
+                f"Budget.memory_mb={budget.memory_mb} is below the estimated footprint of one training step: "
+                f"{static_mb:.2f} MB for parameters, gradients and optimiser state plus {act_mb:.2f} MB of "
+                f"activations at batch_size={self.batch_size}; lower batch_size, use a smaller model or raise the limit"
+            )
         state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
                            budget=budget, meter=meter)
-        flops_cache: dict = {}
         step_times: deque[float] = deque(maxlen=20)
         eval_time = None
         stopped_by, over, message = "epochs", [], ""
@@ -373,7 +384,8 @@ class Trainer:
                 for s in range(steps_per_epoch):
                     idx = perm[s * self.batch_size : (s + 1) * self.batch_size]
                     batch = Batch(x=X[idx], y=y[idx], a=None if a is None else a[idx], idx=idx)
-                    fl = self._step_flops(model, batch, state.weights, flops_cache)
+                    cost = self._step_cost(model, batch, state.weights, flops_cache)
+                    fl = None if cost is None else cost.flops
                     if budget.flops is not None and fl is not None and meter.flops + fl > budget.flops:
                         stopped_by = "flops"
                         break
