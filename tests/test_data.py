@@ -288,3 +288,29 @@ def test_with_label_noise_touches_train_only(compas_task):
     assert (noisy.train.y != compas_task.train.y).mean() == pytest.approx(0.1, abs=1e-3)
     np.testing.assert_array_equal(noisy.test.y, compas_task.test.y)
     assert noisy.notes["label_noise"]["rate"] == 0.1
+
+
+def _write_idx(path, array):
+    import struct
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def test_load_mnist_reads_a_local_torchvision_root(tmp_path):
+    # synthetic files in MNIST's idx format: the loader's real code path without the real data
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    _write_idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, (300, 28, 28)))
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(300) % 10)
+    _write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, (50, 28, 28)))
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(50) % 10)
+    task = td.load_mnist(tmp_path, seed=0, val_size=0.2, max_train=200)
+    assert task.input_shape == (1, 28, 28) and task.n_classes == 10
+    assert (len(task.train), len(task.val), len(task.test)) == (160, 40, 50)
+    assert 0.0 <= task.train.X.min() and task.train.X.max() <= 1.0
+    np.testing.assert_array_equal(task.test.y, np.arange(50) % 10)
+    out = td.corrupt_images(task.test.X[:2], "pixelate", 3, seed=0)  # 28 px is resized to 32 for the corruption and back
+    assert out.shape == (2, 1, 28, 28)
