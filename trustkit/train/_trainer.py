@@ -290,9 +290,13 @@ class Trainer:
                 total = total + w * term(model, batch, logits)
         return total
 
+    @staticmethod
+    def _cost_key(batch: Batch, weights) -> tuple:
+        return (len(batch.y), tuple(sorted(n for n, w in weights.items() if w)))
+
     def _step_cost(self, model, batch: Batch, weights, cache: dict) -> StepCost | None:
         """FLOPs and saved-activation bytes of one step, from a dry run on the meta device (cached)."""
-        key = (len(batch.y), tuple(sorted(n for n, w in weights.items() if w)))
+        key = self._cost_key(batch, weights)
         if key not in cache:
             try:
                 mm = meta_copy(model)
@@ -396,11 +400,12 @@ class Trainer:
                             break
                     t0 = meter.elapsed_s
                     optimizer.zero_grad(set_to_none=True)
-                    if fl is None:  # counted on the real step
+                    if fl is None:  # the meta dry run failed: count this real step once, then reuse
                         with torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
                             loss = self._loss(model, batch, state.weights)
                             loss.backward()
                         fl = int(fc.get_total_flops())
+                        flops_cache[self._cost_key(batch, state.weights)] = StepCost(flops=fl, saved_bytes=0)
                     else:
                         loss = self._loss(model, batch, state.weights)
                         loss.backward()
