@@ -314,3 +314,11 @@ def test_load_mnist_reads_a_local_torchvision_root(tmp_path):
     np.testing.assert_array_equal(task.test.y, np.arange(50) % 10)
     out = td.corrupt_images(task.test.X[:2], "pixelate", 3, seed=0)  # 28 px is resized to 32 for the corruption and back
     assert out.shape == (2, 1, 28, 28)
+
+
+def test_positive_label_given_as_text_matches_a_numeric_column(tmp_path):
+    df = _toy().assign(outcome=np.arange(200) % 2)
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    task = td.load_task("csv", path=path, label="outcome", sensitive="sex", positive_label="1")
+    assert task.train.y.mean() == pytest.approx((df.loc[task.train.index, "outcome"] == 1).mean())

@@ -55,8 +55,10 @@ run_grid([{{"i": i}} for i in range(6)], run, store=store, progress=False)
 def test_erm_overview_rejects_bad_names_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'compass'"):
         erm_overview(["compas", "compass"], seeds=[0], store=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="pass data_root"):
+    with pytest.raises(ValueError, match=r"dataset 'mnist' needs dataset_kwargs=\{'mnist': \{'root': ...\}\}"):
         erm_overview(["mnist"], seeds=[0], progress=False)
+    with pytest.raises(ValueError, match="dataset 'csv' needs dataset_kwargs"):
+        erm_overview(["csv"], seeds=[0], progress=False)
     with pytest.raises(ValueError, match="time_budget_s must be a number > 0"):
         erm_overview(["german"], seeds=[0], time_budget_s=0, progress=False)
     assert len(ResultStore(tmp_path)) == 0
@@ -70,3 +72,15 @@ def test_erm_overview_on_german(tmp_path):
         assert df[col].notna().all(), col
     assert (df["pgd@0.1"] <= df["fgsm@0.1"] + 1e-9).all()
     assert (df["train_time_s"] <= 2.0 * 1.15).all()
+
+
+def test_erm_overview_on_your_own_csv(tmp_path):
+    from trustkit.data import german_frame
+
+    path = tmp_path / "credit.csv"
+    german_frame().to_csv(path, index=False)  # a real table, as a practitioner would bring it
+    spec = {"path": path, "label": "credit", "sensitive": "sex", "positive_label": "good", "drop": ["age_group"]}
+    df = erm_overview(["csv"], seeds=[0], time_budget_s=1.0, epochs=3, dataset_kwargs={"csv": spec},
+                      store=tmp_path / "store", progress=False)
+    assert df["task"].tolist() == ["credit"] and df["dp_gap"].notna().all()
+    assert ResultStore(tmp_path / "store").records()[0]["loader"]["path"] == str(path)

@@ -46,7 +46,12 @@ def test_every_notebook_has_a_parameters_cell():
 
 @pytest.mark.notebook
 def test_tour_notebook_runs_in_quick_mode(tmp_path):
-    params = {"datasets": ["german", "digits"], "seeds": [0, 1], "time_budget_s": 1.0, "static_charts": True}
+    from trustkit.data import german_frame
+
+    csv = tmp_path / "credit.csv"  # the German credit table, brought as a person's own CSV
+    german_frame().drop(columns=["age_group"]).to_csv(csv, index=False)
+    params = {"datasets": ["digits"], "seeds": [0, 1], "time_budget_s": 1.0, "static_charts": True,
+              "csv_path": str(csv), "csv_label": "credit", "csv_sensitive": "sex", "csv_positive_label": "good"}
     paths = run_notebook("tour", out_dir=tmp_path, parameters=params, progress=False)
     assert paths["html"].stat().st_size > 10_000
     nb = nbformat.read(paths["notebook"], as_version=4)
@@ -55,7 +60,8 @@ def test_tour_notebook_runs_in_quick_mode(tmp_path):
     import pandas as pd
 
     results = pd.read_csv(tmp_path / "tour_results.csv")
-    assert sorted(results["dataset"].unique()) == ["digits", "german"] and len(results) == 4
+    assert sorted(results["task"].unique()) == ["credit", "digits"] and len(results) == 4
+    assert results.loc[results.task == "credit", "dp_gap"].notna().all()
     assert (tmp_path / "figures" / "robustness.png").is_file()
     assert (tmp_path / "figures" / "corruption_severity.png").is_file()
 

@@ -119,8 +119,7 @@ def run_grid(
 
 
 def _erm_run(cfg: Mapping) -> dict:
-    kwargs = {"root": cfg["data_root"], "max_train": 10_000} if "data_root" in cfg else {}
-    task = load_task(cfg["dataset"], seed=cfg["seed"], **kwargs)
+    task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
     model = "cnn" if task.kind == "image" else "mlp"
     budget = Budget(time_s=cfg["time_budget_s"])
     trainer = Trainer(model=model, epochs=cfg["epochs"], lr=cfg["lr"], budget=budget, seed=cfg["seed"], progress=False)
@@ -139,6 +138,7 @@ def _erm_run(cfg: Mapping) -> dict:
         r2 = t2.fit(noisy)
         row["label_noise_acc"] = r2.test["accuracy"]
     row.update({
+        "task": task.name,
         "model": model,
         "epochs_done": record.completed_epochs,
         "stopped_by": record.stopped_by,
@@ -162,7 +162,7 @@ def erm_overview(
     label_noise: float = 0.2,
     quick: bool = True,
     store: ResultStore | str | None = None,
-    data_root: str | os.PathLike | None = None,
+    dataset_kwargs: Mapping[str, Mapping] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train ERM on each dataset and seed under a time budget and measure its full trust profile.
@@ -170,6 +170,10 @@ def erm_overview(
     One row per (dataset, seed): test utility, fairness, adversarial, corruption/noise and OOD
     metrics, the clean test accuracy when trained on labels flipped at ``label_noise`` (tables),
     and the run's measured costs. With ``store``, finished runs are kept and skipped on re-run.
+
+    ``dataset_kwargs`` maps a dataset name to its loader's arguments: your own table is
+    ``"csv": {"path": ..., "label": ..., "sensitive": ..., "positive_label": ...}``, MNIST is
+    ``"mnist": {"root": ..., "max_train": 10000}``. The ``task`` column names each task.
     """
     check_positive("time_budget_s", time_budget_s)
     if isinstance(store, (str, os.PathLike)):
@@ -177,15 +181,16 @@ def erm_overview(
     configs = [
         {"job": "erm_overview", "dataset": d, "seed": int(s), "time_budget_s": float(time_budget_s),
          "epochs": int(epochs), "lr": float(lr), "quick": bool(quick),
-         "label_noise": float(label_noise) if d in TABULAR_DATASETS else 0.0}
+         "label_noise": float(label_noise) if d in (*TABULAR_DATASETS, "csv") else 0.0}
         for d in datasets for s in seeds
     ]
-    for d in datasets:  # fail fast on a bad name, before any training
+    dataset_kwargs = {k: dict(v) for k, v in (dataset_kwargs or {}).items()}
+    for d in datasets:  # fail fast on a bad name or a missing loader argument, before any training
         check_choice("dataset", d, DATASETS)
-        if d in ("mnist", "cifar10") and data_root is None:
-            raise ValueError(f"dataset {d!r} is read from a local torchvision folder: pass data_root")
-    if data_root is not None:
-        for c in configs:
-            if c["dataset"] in ("mnist", "cifar10"):
-                c["data_root"] = str(data_root)
+        needs = {"mnist": "root", "cifar10": "root", "csv": "path"}.get(d)
+        if needs and needs not in dataset_kwargs.get(d, {}):
+            raise ValueError(f"dataset {d!r} needs dataset_kwargs={{{d!r}: {{{needs!r}: ...}}}}")
+    for c in configs:
+        if dataset_kwargs.get(c["dataset"]):
+            c["loader"] = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in dataset_kwargs[c["dataset"]].items()}
     return run_grid(configs, _erm_run, store=store, progress=progress, desc="ERM runs")

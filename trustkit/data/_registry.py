@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._validation import check_choice
 from ._images import load_cifar10, load_digits, load_mnist
 from ._tabular import load_adult, load_compas, load_german
-from ._task import Task
+from ._task import Task, from_csv
 
 __all__ = ["DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview"]
 
@@ -16,14 +16,19 @@ _LOADERS = {
     "digits": load_digits,
     "mnist": load_mnist,
     "cifar10": load_cifar10,
+    "csv": from_csv,
 }
 TABULAR_DATASETS = ("adult", "compas", "german")
 IMAGE_DATASETS = ("digits", "mnist", "cifar10")
-DATASETS = TABULAR_DATASETS + IMAGE_DATASETS
+#: Every name :func:`load_task` knows; ``"csv"`` is your own table (``path=``, ``label=``, …).
+DATASETS = TABULAR_DATASETS + IMAGE_DATASETS + ("csv",)
 
 
 def load_task(name: str, **kwargs) -> Task:
     """Load a dataset by name: one of :data:`DATASETS`; keyword arguments go to its loader.
+
+    ``load_task("csv", path="mine.csv", label=..., sensitive=..., positive_label=...)`` puts your
+    own table through the same validation and splitting (see :func:`~trustkit.data.from_csv`).
 
     Examples
     --------
@@ -35,8 +40,10 @@ def load_task(name: str, **kwargs) -> Task:
     return _LOADERS[name](**kwargs)
 
 
-def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int = 0):
+def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int = 0, dataset_kwargs=None):
     """Two tables for a quick look at datasets: split sizes, and sensitive-group balance (all rows).
+
+    ``dataset_kwargs`` maps a name to its loader's keyword arguments (e.g. ``{"csv": {"path": …}}``).
 
     Examples
     --------
@@ -48,10 +55,10 @@ def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int
 
     sizes, balance = [], []
     for name in names:
-        task = load_task(name, seed=seed)
+        task = load_task(name, seed=seed, **dict((dataset_kwargs or {}).get(name, {})))
         s = task.summary()
         sizes.append(pd.DataFrame([{
-            "task": name, "kind": task.kind, "rows": int(s["rows"].sum()), "train": len(task.train),
+            "task": task.name, "kind": task.kind, "rows": int(s["rows"].sum()), "train": len(task.train),
             "val": len(task.val), "test": len(task.test), "features": len(task.feature_names)
             if task.kind == "tabular" else "x".join(map(str, task.input_shape)),
             "classes": task.n_classes, "sensitive": task.sensitive or "-", "card": f"data_cards/{task.card}.md",

@@ -267,6 +267,11 @@ def make_tabular_task(
             f"label column {label!r} must be binary (exactly two values); found {len(values)}: {shown}"
         )
     if positive_label not in set(values.tolist()):
+        # a label given as text (papermill, CLI) for a numeric column: match by its string form
+        by_text = [v for v in values.tolist() if str(v) == str(positive_label)]
+        if len(by_text) == 1:
+            positive_label = by_text[0]
+    if positive_label not in set(values.tolist()):
         raise ValueError(
             f"positive_label {positive_label!r} is not a value of label column {label!r}; "
             f"allowed: {sorted(map(str, values))}"
