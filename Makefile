@@ -37,6 +37,7 @@ test-fast: venv
 
 bench: venv
 	$(PY) benchmarks/budget_overhead.py
+	$(PY) benchmarks/budget_adherence.py
 
 clean-reports:
 	rm -rf reports
