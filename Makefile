@@ -38,6 +38,7 @@ test-fast: venv
 bench: venv
 	$(PY) benchmarks/budget_overhead.py
 	$(PY) benchmarks/budget_adherence.py
+	$(PY) benchmarks/memory_estimate.py
 
 clean-reports:
 	rm -rf reports
