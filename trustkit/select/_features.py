@@ -1,0 +1,112 @@
+"""Per-sample gradients and VTruST value features.
+
+Sign convention (used everywhere in :mod:`trustkit.select`): a feature is the *decrease* of a
+value-function loss caused by one SGD step on a training point. A step ``θ ← θ − η g_i`` changes
+the loss ``l_j`` of value component ``j`` by ``−η g_i·∇l_j`` to first order, so the first-order
+(TracIn, Pruthi et al. 2020) feature is ``s_ij = η g_i·G_j`` and a positive feature means the
+point helps. VTruST's paper feature is ``s_ij + s_ij²/2`` (Das et al. 2024, eq. after (1)); that
+second term is the paper's own formula, not a true second-order Taylor term (which would be
+``η²/2 · g_iᵀ H g_j``), so both are offered and can be compared.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from .._validation import check_choice, check_int, check_positive
+
+__all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns"]
+
+_SCOPES = ("last_layer", "full")
+_KINDS = ("paper", "tracin")
+
+
+def per_sample_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, scope: str = "last_layer") -> torch.Tensor:
+    """Gradient of each example's cross-entropy loss, one row per example, with ``torch.func``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        For ``scope="last_layer"`` the model must have ``features`` and ``head`` (all trustkit
+        models do); the gradient is taken with respect to the head's weight and bias only.
+    x, y : Tensor
+        A batch of inputs and integer labels.
+    scope : {"last_layer", "full"}
+
+    Returns
+    -------
+    Tensor of shape (batch, n_params)
+        Computed in eval mode (no dropout), with ``vmap(grad(...))``: no Python loop over examples.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trustkit.models import make_model
+    >>> m = make_model("mlp", input_shape=(5,), n_classes=2, seed=0)
+    >>> per_sample_grads(m, torch.zeros(3, 5), torch.tensor([0, 1, 1])).shape
+    torch.Size([3, 130])
+    """
+    check_choice("scope", scope, _SCOPES)
+    was_training = model.training
+    model.eval()
+    try:
+        if scope == "last_layer":
+            if not (hasattr(model, "features") and hasattr(model, "head")):
+                raise ValueError("scope='last_layer' needs a model with .features and .head; use scope='full'")
+            with torch.no_grad():
+                inputs = model.features(x)
+            module = model.head
+        else:
+            inputs, module = x, model
+        params = {k: v.detach() for k, v in module.named_parameters()}
+
+        def loss(p, xi, yi):
+            out = functional_call(module, p, (xi.unsqueeze(0),))
+            return F.cross_entropy(out, yi.unsqueeze(0))
+
+        g = vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, y)
+    finally:
+        model.train(was_training)
+    return torch.cat([g[k].reshape(len(y), -1) for k in params], dim=1)
+
+
+def random_projection(g: torch.Tensor, dim: int, *, seed: int = 0) -> torch.Tensor:
+    """Project gradients to ``dim`` dimensions with a seeded Gaussian matrix (Johnson–Lindenstrauss).
+
+    Inner products are preserved in expectation (``E[(Pg)·(Ph)] = g·h``), as in TRAK (Park et al.
+    2023). The matrix is ``n_params × dim``; for very large models use last-layer gradients.
+    """
+    check_int("dim", dim, minimum=1)
+    n = g.shape[1]
+    if n * dim > 2e8:
+        raise ValueError(f"a dense projection of {n:,} parameters to {dim} dims is too large; use scope='last_layer'")
+    gen = torch.Generator().manual_seed(seed)
+    P = torch.randn(n, dim, generator=gen, dtype=g.dtype) / dim**0.5
+    return g @ P
+
+
+def value_features(g_train: torch.Tensor, G_value: torch.Tensor, *, lr: float = 1.0, kind: str = "paper") -> torch.Tensor:
+    r"""VTruST features :math:`X_{ji}` of training points (columns) against value components (rows).
+
+    ``s = lr · G_value @ g_trainᵀ`` (shape ``M × B``); ``kind="tracin"`` returns ``s``,
+    ``kind="paper"`` returns ``s + s²/2``. See the module docstring for the sign convention.
+
+    >>> import torch
+    >>> value_features(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 1.0]]), kind="paper")
+    tensor([[4.],
+            [0.]])
+    """
+    check_choice("kind", kind, _KINDS)
+    check_positive("lr", lr)
+    if g_train.shape[1] != G_value.shape[1]:
+        raise ValueError(f"g_train and G_value must have the same number of parameters; got {g_train.shape[1]} and {G_value.shape[1]}")
+    s = lr * (G_value @ g_train.T)
+    return s if kind == "tracin" else s + 0.5 * s * s
+
+
+def normalise_columns(X: torch.Tensor, *, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale each column to unit ℓ2 norm; returns ``(X_unit, norms)``; zero columns stay zero."""
+    norms = X.norm(dim=0)
+    return X / torch.where(norms > eps, norms, torch.ones_like(norms)), norms

@@ -1,0 +1,338 @@
+"""Orthogonal Matching Pursuit: offline (the check) and online (VTruST's selection, with fixes).
+
+Both approximate a target ``y`` (M rows: value-function components) by a sparse combination of
+columns of ``X`` (one column, an *atom*, per training point). Columns are scaled to unit norm
+first, as the paper's Algorithm 1 requires, and weights are refitted by least squares on the
+selected columns after every change — ordinary least squares by default, or non-negative least
+squares (``nonneg=True``) when only points that *help* the value function should be kept (a
+negative weight means the point is selected for the harm it does, which is not what a training
+subset is for).
+
+The approximation is meaningful only when it is over-determined: with M ≤ ω (rows ≤ atoms) least
+squares fits ``y`` exactly and the pursuit stops discriminating. Both functions warn with the
+numbers, and report the residual and (online) the number of replacements.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from .._validation import check_int
+
+__all__ = ["omp", "OMPResult", "OnlineOMP"]
+
+
+def _as_double(name, a) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).double()
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def _warn_underdetermined(m: int, k: int) -> None:
+    if m <= k:
+        warnings.warn(
+            f"the target has M={m} rows but up to {k} atoms are selected: with M <= atoms least squares "
+            "fits exactly and the pursuit selects nothing meaningful; add target rows (more validation "
+            "components or epochs) or select fewer atoms (e.g. per-batch atoms)",
+            RuntimeWarning, stacklevel=3,
+        )
+
+
+def _fit(A: torch.Tensor, y: torch.Tensor, nonneg: bool) -> torch.Tensor:
+    if nonneg:
+        coef, _ = nnls(A.numpy(), y.numpy())
+        return torch.from_numpy(coef)
+    return torch.linalg.lstsq(A, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+
+
+@dataclass
+class OMPResult:
+    """Selected atoms in the order chosen, their weights (on unit-norm columns), and residuals.
+
+    ``residual_norms[k]`` is ``‖y − X_S β‖`` after ``k + 1`` atoms; ``coef_original`` rescales the
+    weights to the original (unnormalised) columns.
+    """
+
+    support: list[int]
+    coef: np.ndarray
+    coef_original: np.ndarray
+    residual_norms: list[float]
+    target_norm: float
+
+    @property
+    def relative_residual(self) -> float:
+        return self.residual_norms[-1] / self.target_norm if self.residual_norms and self.target_norm else float("nan")
+
+
+def omp(X, y, n_atoms: int, *, nonneg: bool = False, tol: float | None = None) -> OMPResult:
+    """Greedy OMP: repeatedly add the column most correlated with the residual, refit, repeat.
+
+    Parameters
+    ----------
+    X : array (M, N)
+        One column per candidate atom (training point); scaled to unit norm internally.
+    y : array (M,)
+        The target.
+    n_atoms : int
+        Largest number of atoms to select (ω).
+    nonneg : bool
+        Select by the largest *positive* correlation and refit by NNLS.
+    tol : float, optional
+        Stop early once the residual norm is at most ``tol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 25))
+    >>> y = 2 * X[:, 3] - X[:, 7]
+    >>> sorted(omp(X, y, 2).support)
+    [3, 7]
+    """
+    X = _as_double("X", X)
+    y = _as_double("y", y).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != len(y):
+        raise ValueError(f"X must be (M, N) with M = len(y) = {len(y)}; got {tuple(X.shape)}")
+    check_int("n_atoms", n_atoms, minimum=1, maximum=X.shape[1])
+    _warn_underdetermined(X.shape[0], n_atoms)
+    norms = X.norm(dim=0)
+    usable = norms > 1e-12
+    Xn = X / torch.where(usable, norms, torch.ones_like(norms))
+    support: list[int] = []
+    r = y.clone()
+    residuals: list[float] = []
+    coef = torch.zeros(0, dtype=torch.double)
+    available = usable.clone()
+    for _ in range(n_atoms):
+        c = Xn.T @ r
+        score = c if nonneg else c.abs()
+        score = torch.where(available, score, torch.full_like(score, -torch.inf))
+        j = int(torch.argmax(score))
+        if not bool(available[j]) or score[j] <= 1e-12 * max(float(y.norm()), 1e-300):
+            break
+        support.append(j)
+        available[j] = False
+        coef = _fit(Xn[:, support], y, nonneg)
+        r = y - Xn[:, support] @ coef
+        residuals.append(float(r.norm()))
+        if tol is not None and residuals[-1] <= tol:
+            break
+    coef_np = coef.numpy()
+    return OMPResult(support=support, coef=coef_np, coef_original=coef_np / norms[support].numpy(),
+                     residual_norms=residuals, target_norm=float(y.norm()))
+
+
+@dataclass
+class _Trace:
+    offered: int = 0
+    added: int = 0
+    replacements: int = 0
+    refreshed: int = 0
+    residual_norms: list = field(default_factory=list)
+
+
+class OnlineOMP:
+    """VTruST's online OMP: fill the selection to ω atoms, then swap in an incoming atom when the
+    least-squares approximation of the current target improves.
+
+    For each incoming unit-norm column ``x_i`` once the selection is full, the selected atom whose
+    removal costs least is found exactly from the inverse Gram matrix (removing atom ``j``
+    raises the residual sum of squares by ``β_j² / (G⁻¹)_jj``); the swap is made only if the exact
+    residual after removing that atom and adding ``x_i`` is smaller than the current one. An atom
+    already selected that arrives again with fresher features (a later epoch) replaces its own old
+    column under the same test. Weights are the ordinary least-squares fit (a tiny ridge keeps the
+    Gram matrix invertible); every change keeps ``G⁻¹``, ``β`` and the residual exact by rank-one
+    updates (a rank-2 Woodbury update of ``G⁻¹`` per swap), O(Mω + ω²) per incoming atom; the
+weights are refitted from scratch at every :meth:`start_epoch` to shed rounding drift.
+
+    Parameters
+    ----------
+    n_atoms : int
+        ω, the size of the selected set.
+    ridge : float
+        Added to the Gram diagonal (relative to unit-norm columns).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 30)); y = X[:, [2, 9, 17]] @ np.array([1.0, -2.0, 1.5])
+    >>> sel = OnlineOMP(n_atoms=3)
+    >>> sel.start_epoch(y)
+    >>> for _ in range(3):
+    ...     sel.offer(np.arange(30), X)
+    >>> sorted(sel.selected_ids), sel.relative_residual < 1e-6
+    ([2, 9, 17], True)
+    """
+
+    def __init__(self, *, n_atoms: int, ridge: float = 1e-10):
+        self.n_atoms = check_int("n_atoms", n_atoms, minimum=1)
+        self.ridge = float(ridge)
+        self.ids: list = []
+        self._cols: torch.Tensor | None = None  # (M, k)
+        self._Ginv: torch.Tensor | None = None  # (k, k)
+        self._b: torch.Tensor | None = None  # X_Sᵀ y
+        self.y: torch.Tensor | None = None
+        self.beta = torch.zeros(0, dtype=torch.double)
+        self.r: torch.Tensor | None = None
+        self.trace = _Trace()
+        self._warned = False
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def selected_ids(self) -> list:
+        return list(self.ids)
+
+    @property
+    def n_replacements(self) -> int:
+        return self.trace.replacements
+
+    @property
+    def residual_norm(self) -> float:
+        return float(self.r.norm()) if self.r is not None else float("nan")
+
+    @property
+    def relative_residual(self) -> float:
+        yn = float(self.y.norm()) if self.y is not None else 0.0
+        return self.residual_norm / yn if yn else float("nan")
+
+    def _refit(self) -> None:
+        k = len(self.ids)
+        if k == 0:
+            self._Ginv = torch.zeros(0, 0, dtype=torch.double)
+            self._b = torch.zeros(0, dtype=torch.double)
+            self.beta = torch.zeros(0, dtype=torch.double)
+            self.r = self.y.clone()
+            return
+        G = self._cols.T @ self._cols + self.ridge * torch.eye(k, dtype=torch.double)
+        self._Ginv = torch.linalg.inv(G)
+        self._b = self._cols.T @ self.y
+        self.beta = self._Ginv @ self._b
+        self.r = self.y - self._cols @ self.beta
+
+    def start_epoch(self, y) -> None:
+        """Set the (cumulative) target for this epoch and refit the weights of the selected atoms."""
+        y = _as_double("y", y).reshape(-1)
+        if self.y is not None and len(y) != len(self.y):
+            raise ValueError(f"the target must keep its length {len(self.y)}; got {len(y)}")
+        if not self._warned:
+            _warn_underdetermined(len(y), self.n_atoms)
+            self._warned = True
+        self.y = y
+        self._refit()
+        self.trace.residual_norms.append(self.residual_norm)
+
+    # -- updates -------------------------------------------------------------------------
+    def _append(self, i, x: torch.Tensor) -> None:
+        k = len(self.ids)
+        if k == 0:
+            self._cols = x.unsqueeze(1)
+            self._Ginv = torch.tensor([[1.0 / (float(x @ x) + self.ridge)]], dtype=torch.double)
+            self._b = (x @ self.y).reshape(1)
+        else:
+            u = self._cols.T @ x
+            v = self._Ginv @ u
+            c = float(x @ x) + self.ridge - float(u @ v)
+            c = max(c, 1e-14)
+            top = self._Ginv + torch.outer(v, v) / c
+            self._Ginv = torch.cat([torch.cat([top, (-v / c).unsqueeze(1)], 1),
+                                    torch.cat([(-v / c).unsqueeze(0), torch.tensor([[1.0 / c]], dtype=torch.double)], 1)], 0)
+            self._cols = torch.cat([self._cols, x.unsqueeze(1)], 1)
+            self._b = torch.cat([self._b, (x @ self.y).reshape(1)])
+        self.ids.append(i)
+        self.beta = self._Ginv @ self._b
+        self.r = self.y - self._cols @ self.beta
+
+    def _try_swap(self, j: int, i, x: torch.Tensor) -> bool:
+        """Replace atom ``j`` by ``x`` if the exact residual sum of squares drops.
+
+        The test costs O(Mω + ω²) and copies nothing: the fit without ``j`` follows from ``G⁻¹``
+        by the block-inverse identity, and adding ``x`` to it is one OMP step. An accepted swap
+        updates ``G⁻¹`` in place by a rank-2 Woodbury update.
+        """
+        Gi, cols = self._Ginv, self._cols
+        d = Gi[j, j]
+        gj = Gi[:, j]
+        # fit without atom j: β₋ = β − (β_j / d) G⁻¹e_j (entry j becomes 0), residual accordingly
+        beta_m = self.beta - (self.beta[j] / d) * gj
+        r_m = self.r + (self.beta[j] / d) * (cols @ gj)
+        # one OMP step adding x to the fit without j: gain = (xᵀr₋)² / (xᵀx − uᵀG₋⁻¹u)
+        u = cols.T @ x
+        Giu = Gi @ u
+        v = Giu - gj * u[j]  # = G⁻¹ restricted to keep, applied to u_keep, before the downdate term
+        v = v - gj * (gj @ u - gj[j] * u[j]) / d
+        v[j] = 0.0
+        u_keep = u.clone()
+        u_keep[j] = 0.0
+        c = float(x @ x) + self.ridge - float(u_keep @ v)
+        if c <= 1e-12:  # x lies in the span of the other atoms: no new direction
+            return False
+        gain = float(x @ r_m) ** 2 / c
+        rss_new = float(r_m @ r_m) - gain
+        rss_now = float(self.r @ self.r)
+        if rss_new >= rss_now - 1e-12 * float(self.y @ self.y):
+            return False
+        # accept: column j becomes x. G' − G = e_j c'ᵀ + c' e_jᵀ with c = (new − old) column j of G
+        old = cols.T @ cols[:, j]
+        old[j] += self.ridge
+        new = u.clone()
+        new[j] = float(x @ x) + self.ridge
+        cdelta = new - old
+        cdelta[j] *= 0.5
+        k = len(self.ids)
+        e = torch.zeros(k, dtype=torch.double)
+        e[j] = 1.0
+        U = torch.stack([e, cdelta], 1)  # G' = G + U Vᵀ with V = [c', e]
+        V = torch.stack([cdelta, e], 1)
+        GiU = Gi @ U
+        small = torch.eye(2, dtype=torch.double) + V.T @ GiU
+        self._Ginv = Gi - GiU @ torch.linalg.solve(small, V.T @ Gi)
+        self._cols[:, j] = x
+        self._b[j] = x @ self.y
+        self.ids[j] = i
+        self.beta = self._Ginv @ self._b
+        self.r = self.y - self._cols @ self.beta
+        return True
+
+    def offer(self, ids, X) -> None:
+        """Stream incoming atoms: ``X`` is (M, B), column ``b`` belongs to training point ``ids[b]``."""
+        if self.y is None:
+            raise RuntimeError("call start_epoch(y) before offer()")
+        X = _as_double("X", X)
+        if X.ndim != 2 or X.shape[0] != len(self.y):
+            raise ValueError(f"X must be (M, B) with M = {len(self.y)}; got {tuple(X.shape)}")
+        ids = list(np.asarray(ids).tolist())
+        if len(ids) != X.shape[1]:
+            raise ValueError(f"ids has {len(ids)} entries for {X.shape[1]} columns")
+        norms = X.norm(dim=0)
+        for b, i in enumerate(ids):
+            self.trace.offered += 1
+            if norms[b] <= 1e-12:
+                continue
+            x = X[:, b] / norms[b]
+            if i in self.ids:
+                if self._try_swap(self.ids.index(i), i, x):
+                    self.trace.refreshed += 1
+            elif len(self.ids) < self.n_atoms:
+                self._append(i, x)
+                self.trace.added += 1
+            else:
+                cost = self.beta**2 / torch.diagonal(self._Ginv)
+                if self._try_swap(int(torch.argmin(cost)), i, x):
+                    self.trace.replacements += 1
+        self.trace.residual_norms.append(self.residual_norm)
+
+    def summary(self) -> dict:
+        """Diagnostics: sizes, residual, and how many atoms were added, replaced or refreshed."""
+        return {
+            "n_selected": len(self.ids), "n_atoms": self.n_atoms,
+            "target_rows": None if self.y is None else len(self.y),
+            "relative_residual": self.relative_residual, "offered": self.trace.offered,
+            "added": self.trace.added, "replacements": self.trace.replacements, "refreshed": self.trace.refreshed,
+        }
