@@ -1,6 +1,7 @@
 """VTruST building blocks: per-sample gradient value features and (online) orthogonal matching pursuit.
 
-Issue 3 builds the full method (value functions, baselines, SAug, explanations) on these.
+:class:`VTruST` runs the selection during an ERM run; :func:`subset_task` retrains on the result.
+Baselines, SAug, explanations, benchmarks and the notebook are still to come (issue 3).
 
 >>> import numpy as np
 >>> from trustkit.select import omp
@@ -11,6 +12,18 @@ Issue 3 builds the full method (value functions, baselines, SAug, explanations) 
 
 from ._features import normalise_columns, per_sample_grads, random_projection, value_features
 from ._omp import OMPResult, OnlineOMP, omp
+from ._value import (
+    VALUE_FUNCTIONS,
+    ValueComponents,
+    ValueFunction,
+    accuracy_value,
+    composite_value,
+    fairness_value,
+    robustness_value,
+)
+from ._vtrust import SelectionResult, VTruST, make_value_function, subset_task
 
 __all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns",
-           "omp", "OMPResult", "OnlineOMP"]
+           "omp", "OMPResult", "OnlineOMP", "VALUE_FUNCTIONS", "ValueFunction", "ValueComponents",
+           "accuracy_value", "fairness_value", "robustness_value", "composite_value",
+           "VTruST", "SelectionResult", "subset_task", "make_value_function"]

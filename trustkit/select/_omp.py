@@ -157,6 +157,8 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         ω, the size of the selected set.
     ridge : float
         Added to the Gram diagonal (relative to unit-norm columns).
+    refit_every : int
+        Refit ``G⁻¹`` and the weights from scratch after this many swaps (numerical hygiene).
 
     Examples
     --------
@@ -171,9 +173,10 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
     ([2, 9, 17], True)
     """
 
-    def __init__(self, *, n_atoms: int, ridge: float = 1e-10):
+    def __init__(self, *, n_atoms: int, ridge: float = 1e-10, refit_every: int = 100):
         self.n_atoms = check_int("n_atoms", n_atoms, minimum=1)
         self.ridge = float(ridge)
+        self.refit_every = check_int("refit_every", refit_every, minimum=1)
         self.ids: list = []
         self._cols: torch.Tensor | None = None  # (M, k)
         self._Ginv: torch.Tensor | None = None  # (k, k)
@@ -326,6 +329,8 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
                 cost = self.beta**2 / torch.diagonal(self._Ginv)
                 if self._try_swap(int(torch.argmin(cost)), i, x):
                     self.trace.replacements += 1
+                    if self.trace.replacements % self.refit_every == 0:
+                        self._refit()  # shed the rounding drift of many rank-2 updates
         self.trace.residual_norms.append(self.residual_norm)
 
     def summary(self) -> dict:

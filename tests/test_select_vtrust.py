@@ -1,0 +1,115 @@
+"""VTruST value functions (checked against autograd) and the selector's behaviour and errors."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trustkit.data import load_digits, load_german
+from trustkit.models import make_model
+from trustkit.select import (
+    VTruST,
+    accuracy_value,
+    composite_value,
+    fairness_value,
+    make_value_function,
+    per_sample_grads,
+    subset_task,
+)
+
+
+@pytest.fixture(scope="module")
+def german():
+    return load_german(seed=0)
+
+
+def _head_grad(model, loss):
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.head.parameters()))])
+
+
+def test_accuracy_value_is_per_point_loss_and_gradient(german):
+    model = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0)
+    v = accuracy_value(german.val.X, german.val.y)
+    comp = v(model)
+    X, y = torch.as_tensor(german.val.X), torch.as_tensor(german.val.y)
+    losses = F.cross_entropy(model(X), y, reduction="none")
+    torch.testing.assert_close(comp.values, losses.double().detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(comp.grads, per_sample_grads(model, X, y).double(), atol=1e-6, rtol=1e-6)
+
+
+def test_fairness_value_matches_autograd_of_the_eo_disparity(german):
+    model = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=1)
+    fv = fairness_value(german.val.X, german.val.y, german.val.a, n_rows=6, seed=0)
+    comp = fv(model)
+    X, y = torch.as_tensor(german.val.X), torch.as_tensor(german.val.y)
+    for r in range(6):
+        losses = F.cross_entropy(model(X), y, reduction="none").double()
+        L = {k: (m[r] * losses).sum() for k, m in fv._M.items()}
+        ed = torch.maximum((L[(0, 0)] - L[(0, 1)]).abs(), (L[(1, 0)] - L[(1, 1)]).abs())
+        assert float(comp.values[r]) == pytest.approx(float(ed.detach()), rel=1e-6)
+        torch.testing.assert_close(comp.grads[r], _head_grad(model, ed).double(), atol=1e-6, rtol=1e-5)
+
+
+def test_composite_blocks_weigh_by_lambda(german):
+    a = accuracy_value(german.val.X, german.val.y, max_rows=50)
+    f = fairness_value(german.val.X, german.val.y, german.val.a, n_rows=20)
+    c = composite_value(a, f, lam=0.3)
+    assert c.n_rows == 70
+    (s1, w1), (s2, w2) = c.blocks()
+    assert (s1, s2) == (slice(0, 50), slice(50, 70)) and w1 == pytest.approx(0.3) and w2 == pytest.approx(0.7)
+    comp = c(make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0))
+    assert comp.values.shape == (70,) and comp.grads.shape[0] == 70
+
+
+def test_value_function_errors(german):
+    with pytest.raises(ValueError, match="needs a sensitive attribute"):
+        fairness_value(german.val.X, german.val.y, None)
+    a = german.val.a.copy()
+    a[(german.val.y == 0) & (a == 0)] = 1  # empty (label 0, group 0) cell
+    with pytest.raises(ValueError, match=r"validation cell \(label=0, group=0\) is empty"):
+        fairness_value(german.val.X, german.val.y, a)
+    with pytest.raises(ValueError, match="needs a sensitive attribute"):
+        make_value_function(load_digits(seed=0), "fairness")
+    with pytest.raises(ValueError, match="unknown value function 'fair'"):
+        make_value_function(german, "fair")
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"lam": 1.5}, r"lam must be in \[0, 1\]"),
+    ({"lam": -0.1}, r"lam must be in \[0, 1\]"),
+    ({"fraction": 1.0}, r"fraction must be in \(0, 1\)"),
+    ({"fraction": 0}, r"fraction must be in \(0, 1\)"),
+    ({"unit": "group"}, "unknown unit"),
+    ({"feature": "taylor"}, "unknown feature"),
+])
+def test_vtrust_argument_errors(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        VTruST(**kwargs)
+
+
+def test_vtrust_selects_a_tracked_subset(german):
+    kw = dict(value="accuracy+fairness", lam=0.5, fraction=0.5, epochs=3, progress=False, seed=0)
+    res = VTruST(**kw).select(german)
+    d = res.diagnostics
+    assert len(np.unique(res.indices)) == len(res.indices) and res.indices.max() < len(german.train)
+    assert abs(d["fraction_selected"] - 0.5) < 0.1
+    assert 0 <= d["relative_residual"] <= 1.0 + 1e-9
+    assert 2 * d["n_atoms"] <= min(d["target_rows"], d["gradient_dim"])
+    assert d["selection_s"] > 0 and len(res.history) == 3
+    again = VTruST(**kw).select(german)
+    np.testing.assert_array_equal(res.indices, again.indices)
+    sub = subset_task(german, res.indices)
+    assert len(sub.train) == len(res.indices) and len(sub.test) == len(german.test)
+    np.testing.assert_array_equal(sub.train.index, german.train.index[res.indices])
+
+
+def test_vtrust_warns_when_not_over_determined(german):
+    with pytest.warns(RuntimeWarning, match="not over-determined"):
+        VTruST(value="accuracy", unit="sample", fraction=0.5, epochs=1, progress=False).select(german)
+
+
+def test_subset_task_errors(german):
+    with pytest.raises(ValueError, match="empty"):
+        subset_task(german, [])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 600\)"):
+        subset_task(german, [0, 600])

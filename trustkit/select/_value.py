@@ -1,0 +1,199 @@
+"""VTruST value functions: the target rows the selected subset must explain.
+
+A value function here is a set of M *components*, each a differentiable validation quantity
+``ℓ_k(θ)``. The value of training is the decrease of each component since the start of training,
+``y_k = ℓ_k(θ_0) − ℓ_k(θ_t)``, and a training point's feature for component ``k`` is the decrease
+one SGD step on it would cause, ``η g_i·∇ℓ_k`` (see :mod:`trustkit.select._features`).
+
+* accuracy: one component per validation point, its cross-entropy loss (Pruthi et al. 2020).
+* robustness: the same on perturbed validation data (label flips and feature noise for tables,
+  corruptions for images): points that lower the loss on perturbed data.
+* fairness: the equalised-odds disparity of VTruST,
+  ``ed = max(|L(y=0,a=0) − L(y=0,a=1)|, |L(y=1,a=0) − L(y=1,a=1)|)`` with ``L`` the mean loss of a
+  validation (label, group) cell. One scalar gives one row, far fewer than the atoms selected, so
+  ``n_rows`` components are made from random halves of every cell (each row is ``ed`` on its own
+  half-sample): the target is over-determined and the rows average out the sampling noise. Its
+  gradient is a subgradient: the active cell pair's loss gap, signed.
+* composite: ``λ·V1 + (1 − λ)·V2`` as weighted blocks of rows, each block scaled to unit norm
+  first so that λ weighs the two objectives, not their units.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_choice, check_fraction, check_int
+from ._features import per_sample_grads
+
+__all__ = ["ValueFunction", "ValueComponents", "accuracy_value", "fairness_value", "robustness_value",
+           "composite_value", "VALUE_FUNCTIONS", "check_value_function"]
+
+
+@dataclass
+class ValueComponents:
+    """Current component values ``(M,)`` and their gradients ``(M, P)`` at the model's parameters."""
+
+    values: torch.Tensor
+    grads: torch.Tensor
+
+
+class ValueFunction(ABC):
+    """Components ``ℓ_k`` computed from per-sample validation losses and gradients.
+
+    ``weights`` is an ``(M, n)`` matrix: component ``k`` is a signed combination of the per-sample
+    losses of the ``n`` validation points in ``X, y`` (for fairness the signs are chosen at the
+    current parameters, which makes the gradient a subgradient of the max).
+    """
+
+    name = "value"
+
+    def __init__(self, X, y, *, scope: str = "last_layer"):
+        self.X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        self.y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        self.scope = scope
+
+    @abstractmethod
+    def weights(self, losses: torch.Tensor) -> torch.Tensor:
+        """The ``(M, n)`` matrix mapping per-sample losses to components."""
+
+    @property
+    @abstractmethod
+    def n_rows(self) -> int:
+        """M, the number of components."""
+
+    def blocks(self) -> list[tuple[slice, float]]:
+        """Row blocks and their weights (a single block of weight 1 for a plain value function)."""
+        return [(slice(0, self.n_rows), 1.0)]
+
+    def __call__(self, model: torch.nn.Module) -> ValueComponents:
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                losses = F.cross_entropy(model(self.X), self.y, reduction="none").double()
+            g = per_sample_grads(model, self.X, self.y, scope=self.scope).double()
+        finally:
+            model.train(was)
+        W = self.weights(losses)
+        return ValueComponents(values=W @ losses, grads=W @ g)
+
+
+class _PerPoint(ValueFunction):
+    def __init__(self, X, y, *, max_rows: int | None = None, seed: int = 0, scope: str = "last_layer"):
+        X, y = np.asarray(X), np.asarray(y)
+        if max_rows is not None and max_rows < len(y):
+            check_int("max_rows", max_rows, minimum=1)
+            keep = np.sort(np.random.default_rng(seed).choice(len(y), max_rows, replace=False))
+            X, y = X[keep], y[keep]
+        super().__init__(X, y, scope=scope)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    def weights(self, losses):
+        return torch.eye(len(losses), dtype=torch.double)
+
+
+class accuracy_value(_PerPoint):
+    """Accuracy value: one component per validation point (at most ``max_rows``), its loss."""
+
+    name = "accuracy"
+
+
+class robustness_value(_PerPoint):
+    """Robustness value: per-point losses on perturbed validation data ``X_perturbed, y_perturbed``."""
+
+    name = "robustness"
+
+
+class fairness_value(ValueFunction):
+    """VTruST's EO disparity over validation (label, group) cells, ``n_rows`` half-sample components.
+
+    Raises
+    ------
+    ValueError
+        If the sensitive attribute is missing or not binary, or a (label, group) cell is empty.
+    """
+
+    name = "fairness"
+
+    def __init__(self, X, y, a, *, n_rows: int = 512, seed: int = 0, scope: str = "last_layer"):
+        super().__init__(X, y, scope=scope)
+        if a is None:
+            raise ValueError("the fairness value function needs a sensitive attribute; this task has none")
+        a = np.asarray(a)
+        groups = np.unique(a)
+        if len(groups) != 2:
+            raise ValueError(f"the fairness value function needs a binary sensitive attribute; got {len(groups)} groups")
+        self._n_rows = check_int("n_rows", n_rows, minimum=1)
+        yv = self.y.numpy()
+        rng = np.random.default_rng(seed)
+        self.cells = {}
+        for lab in (0, 1):
+            for g_i, g in enumerate(groups):
+                idx = np.flatnonzero((yv == lab) & (a == g))
+                if len(idx) == 0:
+                    raise ValueError(f"validation cell (label={lab}, group={g}) is empty; the EO disparity is undefined")
+                self.cells[(lab, g_i)] = idx
+        # membership masks of the random halves: (n_rows, n) per cell, each row a mean over its half
+        n = len(yv)
+        self._M = {}
+        for key, idx in self.cells.items():
+            m = np.zeros((self._n_rows, n))
+            half = max(1, len(idx) // 2)
+            for r in range(self._n_rows):
+                pick = rng.choice(idx, size=half, replace=False)
+                m[r, pick] = 1.0 / half
+            self._M[key] = torch.from_numpy(m)
+
+    @property
+    def n_rows(self) -> int:
+        return self._n_rows
+
+    def weights(self, losses):
+        L = {k: m @ losses for k, m in self._M.items()}  # (n_rows,) cell mean losses per row
+        gap0 = L[(0, 0)] - L[(0, 1)]
+        gap1 = L[(1, 0)] - L[(1, 1)]
+        use1 = gap1.abs() > gap0.abs()
+        s0 = torch.where(use1, torch.zeros_like(gap0), torch.sign(gap0))
+        s1 = torch.where(use1, torch.sign(gap1), torch.zeros_like(gap1))
+        return (s0[:, None] * (self._M[(0, 0)] - self._M[(0, 1)]) + s1[:, None] * (self._M[(1, 0)] - self._M[(1, 1)]))
+
+
+class composite_value:
+    """``λ·V1 + (1 − λ)·V2`` as two weighted blocks of rows.
+
+    :meth:`blocks` gives each block's rows and weight; the selector scales a block's target and
+    features by ``weight / ‖target block‖`` so λ weighs the objectives, not their units. With
+    ``λ = 1`` only V1 counts, with ``λ = 0`` only V2.
+    """
+
+    def __init__(self, first: ValueFunction, second: ValueFunction, *, lam: float):
+        self.first, self.second = first, second
+        self.lam = check_fraction("lam", lam, inclusive_low=True, inclusive_high=True)
+        self.name = f"{first.name}+{second.name}"
+
+    @property
+    def n_rows(self) -> int:
+        return self.first.n_rows + self.second.n_rows
+
+    def __call__(self, model) -> ValueComponents:
+        a, b = self.first(model), self.second(model)
+        return ValueComponents(values=torch.cat([a.values, b.values]), grads=torch.cat([a.grads, b.grads]))
+
+    def blocks(self) -> list[tuple[slice, float]]:
+        n1 = self.first.n_rows
+        return [(slice(0, n1), self.lam), (slice(n1, n1 + self.second.n_rows), 1.0 - self.lam)]
+
+
+VALUE_FUNCTIONS = ("accuracy", "fairness", "robustness", "accuracy+fairness", "accuracy+robustness", "robustness+fairness")
+
+
+def check_value_function(name: str) -> str:
+    return check_choice("value function", name, VALUE_FUNCTIONS)
