@@ -113,3 +113,46 @@ def test_subset_task_errors(german):
         subset_task(german, [])
     with pytest.raises(ValueError, match=r"must lie in \[0, 600\)"):
         subset_task(german, [0, 600])
+
+
+# --- baselines -------------------------------------------------------------------------------
+
+def test_random_subset_is_stratified_and_seeded(compas_task):
+    from trustkit.select import random_subset
+
+    idx = random_subset(compas_task, 0.6, seed=0)
+    assert abs(len(idx) / len(compas_task.train) - 0.6) < 0.01
+    np.testing.assert_array_equal(idx, random_subset(compas_task, 0.6, seed=0))
+    assert not np.array_equal(idx, random_subset(compas_task, 0.6, seed=1))
+    cells = lambda y, a: np.bincount(y * 2 + a, minlength=4) / len(y)
+    np.testing.assert_allclose(cells(compas_task.train.y[idx], compas_task.train.a[idx]),
+                               cells(compas_task.train.y, compas_task.train.a), atol=0.005)
+
+
+def test_tracin_topk_selects_k_distinct_points(german):
+    from trustkit.select import tracin_topk
+
+    idx = tracin_topk(german, 0.4, value="accuracy", epochs=2)
+    assert len(idx) == 240 and len(np.unique(idx)) == 240
+    np.testing.assert_array_equal(idx, tracin_topk(german, 0.4, value="accuracy", epochs=2))
+
+
+def test_fairlearn_threshold_optimizer_reduces_the_eo_gap(compas_task):
+    from fairlearn.metrics import equalized_odds_difference
+
+    from trustkit.select import fairlearn_reference
+    from trustkit.train import Trainer
+
+    ref = fairlearn_reference(compas_task, method="threshold", seed=0)
+    erm = Trainer(epochs=10, progress=False).fit(compas_task).test
+    assert ref["eo_gap"] < erm["eo_gap"]
+    assert 0.05 < ref["positive_rate"] < 0.95
+    with pytest.raises(ValueError, match="unknown method"):
+        fairlearn_reference(compas_task, method="reweigh")
+    with pytest.raises(ValueError, match="needs a binary task with a sensitive attribute"):
+        fairlearn_reference(load_digits(seed=0))
+
+
+def test_remaining_target_variant_runs(german):
+    res = VTruST(value="fairness", target="remaining", fraction=0.5, epochs=2, progress=False).select(german)
+    assert len(res.indices) > 0 and res.diagnostics["relative_residual"] <= 1 + 1e-9

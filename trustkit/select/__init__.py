@@ -1,7 +1,8 @@
 """VTruST building blocks: per-sample gradient value features and (online) orthogonal matching pursuit.
 
 :class:`VTruST` runs the selection during an ERM run; :func:`subset_task` retrains on the result.
-Baselines, SAug, explanations, benchmarks and the notebook are still to come (issue 3).
+Baselines: :func:`random_subset`, :func:`tracin_topk`, :func:`fairlearn_reference`. SSFR, SAug,
+explanations and the notebook are still to come (issue 3).
 
 >>> import numpy as np
 >>> from trustkit.select import omp
@@ -10,6 +11,7 @@ Baselines, SAug, explanations, benchmarks and the notebook are still to come (is
 [1]
 """
 
+from ._baselines import fairlearn_reference, random_subset, tracin_topk
 from ._features import normalise_columns, per_sample_grads, random_projection, value_features
 from ._omp import OMPResult, OnlineOMP, omp
 from ._value import (
@@ -26,4 +28,5 @@ from ._vtrust import SelectionResult, VTruST, make_value_function, subset_task
 __all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns",
            "omp", "OMPResult", "OnlineOMP", "VALUE_FUNCTIONS", "ValueFunction", "ValueComponents",
            "accuracy_value", "fairness_value", "robustness_value", "composite_value",
-           "VTruST", "SelectionResult", "subset_task", "make_value_function"]
+           "VTruST", "SelectionResult", "subset_task", "make_value_function",
+           "random_subset", "tracin_topk", "fairlearn_reference"]

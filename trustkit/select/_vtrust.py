@@ -127,7 +127,10 @@ class _Collector(Callback):
         t0 = time.perf_counter()
         model, task = state.model, state.task
         comp = self.value(model)
-        y = self.values0 - comp.values  # cumulative decrease of each component since θ_0
+        if self.sel.target == "realized":
+            y = self.values0 - comp.values  # cumulative decrease of each component since θ_0 (the paper)
+        else:
+            y = comp.values.clone()  # the decrease still wanted: drive each component to zero
         scale = torch.ones(len(y), dtype=torch.double)
         for rows, w in self.value.blocks():
             nrm = float(y[rows].norm())
@@ -182,7 +185,7 @@ class VTruST:
                  unit: str = "batch", atom_size: int | None = None, feature: str = "paper",
                  scope: str = "last_layer", epochs: int = 10, lr: float = 3e-3, batch_size: int = 128,
                  model: str = "mlp", max_rows: int = 2000, fair_rows: int = 512, label_noise: float = 0.2,
-                 feature_std: float = 0.3, seed: int = 0, progress: bool = True):
+                 feature_std: float = 0.3, target: str = "realized", seed: int = 0, progress: bool = True):
         check_choice("value function", value, VALUE_FUNCTIONS)
         self.value = value
         self.lam = check_fraction("lam", lam, inclusive_low=True, inclusive_high=True)
@@ -197,6 +200,7 @@ class VTruST:
         self.model = model
         self.max_rows, self.fair_rows = max_rows, fair_rows
         self.label_noise, self.feature_std = label_noise, feature_std
+        self.target = check_choice("target", target, ("realized", "remaining"))
         self.seed = check_int("seed", seed, minimum=0)
         self.progress = progress
 
