@@ -1,11 +1,10 @@
 """Benchmark: VTruST's Table-1 layout (fairness at a 60% subset) on COMPAS (and Adult).
 
 For each seed (the split and every model use it), on the same split and 2-layer MLP:
-whole data, a random 60% subset, TracIn top-k 60%, VTruST-F (λ = 0.5 and λ = 0) at 60%, and
+whole data, a random 60% subset, an SSFR-style subset (Roh et al. 2021), TracIn top-k 60%, VTruST-F (λ = 0.5 and λ = 0) at 60%, and
 fairlearn's ExponentiatedGradient (EqualizedOdds) and ThresholdOptimizer around a logistic
 regression. Prints error, worst-case and mean EO gap, DP gap and positive rate as mean ± std over
 seeds, and the selection time as a multiple of plain training time measured in the same run.
-SSFR is not implemented yet (issue 3).
 
     .venv/bin/python benchmarks/vtrust_table1.py [--datasets compas adult] [--seeds 5] [--fraction 0.6]
 """
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trustkit.data import load_task
-from trustkit.select import VTruST, fairlearn_reference, random_subset, subset_task, tracin_topk
+from trustkit.select import VTruST, fairlearn_reference, random_subset, ssfr_subset, subset_task, tracin_topk
 from trustkit.stats import format_mean_std
 from trustkit.train import Trainer
 
@@ -50,6 +49,11 @@ def main():
             rows.append({"dataset": name, "method": "random", "seed": seed,
                          **train_eval(subset_task(task, random_subset(task, args.fraction, seed=seed)), seed, args.epochs)[0],
                          "select_x": 0.0})
+            t0 = time.perf_counter()
+            idx = ssfr_subset(task, args.fraction, epochs=10, seed=seed)
+            rows.append({"dataset": name, "method": "SSFR-style", "seed": seed,
+                         **train_eval(subset_task(task, idx), seed, args.epochs)[0],
+                         "select_x": (time.perf_counter() - t0) / t_plain})
             t0 = time.perf_counter()
             idx = tracin_topk(task, args.fraction, value="accuracy+fairness", lam=0.5, epochs=10, seed=seed)
             rows.append({"dataset": name, "method": "TracIn top-k", "seed": seed,

@@ -156,3 +156,37 @@ def test_fairlearn_threshold_optimizer_reduces_the_eo_gap(compas_task):
 def test_remaining_target_variant_runs(german):
     res = VTruST(value="fairness", target="remaining", fraction=0.5, epochs=2, progress=False).select(german)
     assert len(res.indices) > 0 and res.diagnostics["relative_residual"] <= 1 + 1e-9
+
+
+def test_ssfr_adapts_group_shares_and_selects_low_loss_points(compas_task):
+    from trustkit.select import ssfr_subset
+
+    idx, hist = ssfr_subset(compas_task, 0.6, epochs=4, seed=0, return_history=True)
+    assert abs(len(idx) / len(compas_task.train) - 0.6) < 0.02
+    assert len(hist) == 4 and hist[0] != hist[-1]  # shares moved
+    for lab in (0, 1):
+        assert sum(v for k, v in hist[-1].items() if k.startswith(f"share_y{lab}_")) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="SSFR needs a binary task"):
+        ssfr_subset(load_digits(seed=0), 0.5)
+
+
+def test_cf_gap_and_data_map():
+    from trustkit.data import load_compas
+    from trustkit.select import cf_gap, data_map
+    from trustkit.train import Trainer
+
+    task = load_compas(seed=0, sensitive_as_feature=True)
+    tr = Trainer(epochs=3, progress=False)
+    tr.fit(task)
+    gaps = cf_gap(tr.model_, task)
+    assert gaps.shape == (len(task.train),) and (gaps >= 0).all() and gaps.max() > 0
+    blind = load_compas(seed=0)
+    with pytest.raises(ValueError, match="sensitive_as_feature=True"):
+        cf_gap(tr.model_, blind)
+    dm = data_map(tr.model_, task.train.X[:300])
+    assert list(dm.columns) == ["uncertainty", "distinctiveness"] and len(dm) == 300
+    assert (dm["uncertainty"] >= 0).all() and (dm["uncertainty"] <= np.log(2) + 1e-6).all()
+    p = torch.softmax(tr.model_(torch.as_tensor(task.train.X[:5])), 1).detach()
+    np.testing.assert_allclose(dm["uncertainty"][:5], -(p * p.log()).sum(1).numpy(), rtol=1e-5)
+    f = tr.model_.features(torch.as_tensor(task.train.X[:300])).detach()
+    np.testing.assert_allclose(dm["distinctiveness"][0], torch.cdist(f[:1], f).sum().item() / 299, rtol=1e-4)

@@ -1,8 +1,9 @@
 """VTruST building blocks: per-sample gradient value features and (online) orthogonal matching pursuit.
 
 :class:`VTruST` runs the selection during an ERM run; :func:`subset_task` retrains on the result.
-Baselines: :func:`random_subset`, :func:`tracin_topk`, :func:`fairlearn_reference`. SSFR, SAug,
-explanations and the notebook are still to come (issue 3).
+Baselines: :func:`random_subset`, :func:`tracin_topk`, :func:`ssfr_subset`,
+:func:`fairlearn_reference`; explanations: :func:`cf_gap`, :func:`data_map`. SAug, the robustness
+benchmark and the notebook are still to come (issue 3).
 
 >>> import numpy as np
 >>> from trustkit.select import omp
@@ -12,8 +13,10 @@ explanations and the notebook are still to come (issue 3).
 """
 
 from ._baselines import fairlearn_reference, random_subset, tracin_topk
+from ._explain import cf_gap, data_map
 from ._features import normalise_columns, per_sample_grads, random_projection, value_features
 from ._omp import OMPResult, OnlineOMP, omp
+from ._ssfr import ssfr_subset
 from ._value import (
     VALUE_FUNCTIONS,
     ValueComponents,
@@ -29,4 +32,4 @@ __all__ = ["per_sample_grads", "random_projection", "value_features", "normalise
            "omp", "OMPResult", "OnlineOMP", "VALUE_FUNCTIONS", "ValueFunction", "ValueComponents",
            "accuracy_value", "fairness_value", "robustness_value", "composite_value",
            "VTruST", "SelectionResult", "subset_task", "make_value_function",
-           "random_subset", "tracin_topk", "fairlearn_reference"]
+           "random_subset", "tracin_topk", "fairlearn_reference", "ssfr_subset", "cf_gap", "data_map"]
