@@ -84,3 +84,25 @@ def test_erm_overview_on_your_own_csv(tmp_path):
                       store=tmp_path / "store", progress=False)
     assert df["task"].tolist() == ["credit"] and df["dp_gap"].notna().all()
     assert ResultStore(tmp_path / "store").records()[0]["loader"]["path"] == str(path)
+
+
+def test_selection_comparison_on_german(tmp_path):
+    from trustkit.experiments import selection_comparison
+
+    df = selection_comparison("german", methods=["whole", "random", "vtrust", "threshold"], fraction=0.5, lams=[0.5], seeds=[0],
+                              select_epochs=2, train_epochs=3, store=tmp_path, progress=False)
+    assert df["label"].tolist() == ["whole", "random", "vtrust λ=0.5", "threshold"]
+    assert (df.loc[df.method == "random", "n_train"] == 300).all() and (df.loc[df.method == "whole", "n_train"] == 600).all()
+    assert df.loc[df.method == "vtrust", "residual"].between(0, 1).all()
+    assert len(ResultStore(tmp_path)) == 4
+    with pytest.raises(ValueError, match="unknown method 'vtrustt'"):
+        selection_comparison("german", methods=["vtrustt"], progress=False)
+
+
+def test_selection_explanations_columns():
+    from trustkit.experiments import selection_explanations
+
+    ex = selection_explanations("german", methods=["random", "vtrust"], fraction=0.5, select_epochs=2, train_epochs=3)
+    assert set(ex.method) == {"random", "vtrust"}
+    assert {"cf_gap", "uncertainty", "distinctiveness", "index", "group"} <= set(ex.columns)
+    assert (ex.cf_gap >= 0).all()

@@ -32,3 +32,15 @@ def test_chart_errors(results):
         plots.robustness_chart(results, metrics=["fgsm@9"])
     with pytest.raises(ValueError, match="no corruption_acc"):
         plots.severity_chart(results.drop(columns=["corruption_acc@1", "corruption_acc@5"]))
+
+
+def test_selection_charts_render(tmp_path):
+    sweep = pd.DataFrame({"method": ["v"] * 4, "lam": [0.0, 0.0, 1.0, 1.0], "eo_gap": [0.2, 0.22, 0.1, 0.12]})
+    ex = pd.DataFrame({"method": ["a"] * 50 + ["b"] * 50, "cf_gap": range(100), "uncertainty": [0.1] * 100,
+                       "distinctiveness": [1.0] * 100, "group": ["g"] * 100})
+    for name, chart in {"sweep": plots.sweep_chart(sweep, x="lam", y="eo_gap", by="method"),
+                        "box": plots.box_chart(ex, value="cf_gap"), "map": plots.data_map_chart(ex)}.items():
+        assert plots.save_chart(chart, tmp_path / f"{name}.png").stat().st_size > 1000
+    q = plots.box_chart(ex, value="cf_gap").to_dict()
+    med = [d for d in q["datasets"].values()][0]
+    assert sorted(r["median"] for r in med) == [24.5, 74.5]

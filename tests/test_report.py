@@ -93,3 +93,23 @@ def test_cli_errors_are_one_line():
     assert out.stderr.strip().startswith("trustkit: error: unknown dataset 'adlt'")
     out = _cli("train", "--dataset", "german", "--time-budget", "-1")
     assert out.returncode == 2 and "Budget.time_s must be a number > 0" in out.stderr
+
+
+@pytest.mark.notebook
+def test_vtrust_notebook_runs_in_quick_mode(tmp_path):
+    params = {"dataset": "german", "seeds": [0], "lams": [0.0, 1.0], "fractions": [0.5], "static_charts": True}
+    paths = run_notebook("vtrust", out_dir=tmp_path, parameters=params, progress=False)
+    nb = nbformat.read(paths["notebook"], as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "Issue-3 goal" in text
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    for fig in ("table1", "lambda", "fraction", "cfgap", "datamap"):
+        assert (tmp_path / "figures" / f"vtrust_{fig}_german.png").is_file()
+
+
+@pytest.mark.notebook
+def test_vtrust_notebook_rejects_lambda_outside_unit_interval(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match=r"lam and lams must lie in \[0, 1\]"):
+        run_notebook("vtrust", out_dir=tmp_path, parameters={"lam": 1.5}, html=False, progress=False)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ._validation import check_choice, check_positive
@@ -22,7 +23,8 @@ from .data import DATASETS, TABULAR_DATASETS, load_task, with_label_noise
 from .metrics import trust_profile
 from .train import Trainer
 
-__all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS"]
+__all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
+           "selection_comparison", "selection_explanations", "SELECTION_METHODS", "REFERENCE_METHODS"]
 
 #: One corruption per family, for quick runs.
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast", "pixelate")
@@ -194,3 +196,134 @@ def erm_overview(
         if dataset_kwargs.get(c["dataset"]):
             c["loader"] = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in dataset_kwargs[c["dataset"]].items()}
     return run_grid(configs, _erm_run, store=store, progress=progress, desc="ERM runs")
+
+
+# --- training-subset selection (VTruST and baselines) ----------------------------------------------
+
+SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "vtrust")
+REFERENCE_METHODS = ("expgrad", "threshold")
+
+
+def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+fairness", lam: float = 0.5,
+                  epochs: int = 10, seed: int = 0) -> tuple[np.ndarray | None, dict]:
+    """Indices chosen by a selection method (``None`` for ``"whole"``) and its diagnostics."""
+    from .select import VTruST, random_subset, ssfr_subset, tracin_topk
+
+    check_choice("method", method, SELECTION_METHODS)
+    if method == "whole":
+        return None, {}
+    if method == "random":
+        return random_subset(task, fraction, seed=seed), {}
+    if method == "ssfr":
+        return ssfr_subset(task, fraction, epochs=epochs, seed=seed), {}
+    if method == "tracin":
+        return tracin_topk(task, fraction, value=value, lam=lam, epochs=epochs, seed=seed), {}
+    res = VTruST(value=value, lam=lam, fraction=fraction, epochs=epochs, seed=seed, progress=False).select(task)
+    d = res.diagnostics
+    return res.indices, {"residual": d["relative_residual"], "replacements": d["replacements"], "atom_size": d["atom_size"]}
+
+
+def _selection_run(cfg: Mapping) -> dict:
+    import time
+
+    import warnings
+
+    from .select import fairlearn_reference, subset_task
+
+    task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
+    if cfg["method"] in REFERENCE_METHODS:
+        m = fairlearn_reference(task, method=cfg["method"], seed=cfg["seed"])
+        return {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train)}
+    t0 = time.perf_counter()
+    Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False, metrics=["accuracy"]).fit(task)
+    t_plain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        idx, diag = select_subset(cfg["method"], task, fraction=cfg["fraction"], value=cfg["value"], lam=cfg["lam"],
+                                  epochs=cfg["select_epochs"], seed=cfg["seed"])
+    t_select = time.perf_counter() - t0
+    sub = task if idx is None else subset_task(task, idx)
+    r = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False).fit(sub)
+    return {**r.test, "error": 1 - r.test["accuracy"], "select_x": t_select / t_plain, "n_train": len(sub.train), **diag}
+
+
+def selection_comparison(
+    dataset: str = "compas",
+    *,
+    methods: Sequence[str] = SELECTION_METHODS + REFERENCE_METHODS,
+    fraction: float = 0.6,
+    value: str = "accuracy+fairness",
+    lams: Sequence[float] = (0.5,),
+    seeds: Sequence[int] = (0, 1, 2),
+    select_epochs: int = 10,
+    train_epochs: int = 30,
+    dataset_kwargs: Mapping | None = None,
+    store: ResultStore | str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Select a subset with each method, retrain the MLP on it, and report test metrics per seed.
+
+    The seed fixes the split, the selection and the retraining. ``select_x`` is the selection
+    time as a multiple of one plain whole-data training run measured in the same process.
+    VTruST and TracIn run once per λ in ``lams``; the others ignore λ. fairlearn's references
+    (``"expgrad"``, ``"threshold"``) train on the whole split.
+    """
+    check_choice("dataset", dataset, DATASETS)
+    for m in methods:
+        check_choice("method", m, SELECTION_METHODS + REFERENCE_METHODS)
+    if isinstance(store, (str, os.PathLike)):
+        store = ResultStore(store)
+    configs = []
+    for s in seeds:
+        for m in methods:
+            for lam in (lams if m in ("vtrust", "tracin") else (None,)):
+                cfg = {"job": "selection", "dataset": dataset, "method": m, "seed": int(s), "fraction": float(fraction),
+                       "value": value, "lam": None if lam is None else float(lam),
+                       "select_epochs": int(select_epochs), "train_epochs": int(train_epochs)}
+                if dataset_kwargs:
+                    cfg["loader"] = dict(dataset_kwargs)
+                configs.append(cfg)
+    df = run_grid(configs, _selection_run, store=store, progress=progress, desc="selection runs")
+    df["label"] = [m if lam is None or m not in ("vtrust", "tracin") else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
+    return df
+
+
+def selection_explanations(
+    dataset: str = "compas",
+    *,
+    methods: Sequence[str] = ("random", "ssfr", "tracin", "vtrust"),
+    fraction: float = 0.6,
+    value: str = "accuracy+fairness",
+    lam: float = 0.5,
+    seed: int = 0,
+    select_epochs: int = 10,
+    train_epochs: int = 30,
+) -> pd.DataFrame:
+    """Per selected point and method: its counterfactual-fairness gap and data-map coordinates.
+
+    The task is loaded with the sensitive attribute as a feature (otherwise the model cannot see
+    it and every counterfactual gap is 0); each method's model is trained on its own subset, and
+    the explanations are computed on that subset. Row ``index`` points into the source table.
+    """
+    import warnings
+
+    from .select import cf_gap, data_map, subset_task
+
+    task = load_task(dataset, seed=seed, sensitive_as_feature=True)
+    frames = []
+    for m in methods:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            idx, _ = select_subset(m, task, fraction=fraction, value=value, lam=lam, epochs=select_epochs, seed=seed)
+        sub = task if idx is None else subset_task(task, idx)
+        tr = Trainer(model="mlp", epochs=train_epochs, lr=3e-3, seed=seed, progress=False, metrics=["accuracy"])
+        tr.fit(sub)
+        dm = data_map(tr.model_, sub.train.X, seed=seed)
+        dm["cf_gap"] = cf_gap(tr.model_, task, sub.train.X)
+        dm["method"] = m
+        dm["index"] = sub.train.index
+        dm["label"] = sub.train.y
+        dm["group"] = [task.group_names[g] for g in sub.train.a]
+        frames.append(dm)
+    return pd.concat(frames, ignore_index=True)

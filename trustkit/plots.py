@@ -8,7 +8,8 @@ from typing import Sequence
 import altair as alt
 import pandas as pd
 
-__all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart"]
+__all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart",
+           "sweep_chart", "box_chart", "data_map_chart"]
 
 
 def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -99,3 +100,51 @@ def save_chart(chart, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     chart.save(str(path))
     return path
+
+
+def sweep_chart(results: pd.DataFrame, *, x: str, y: str, by: str = "label", detail: str | None = None,
+                title: str | None = None) -> alt.LayerChart:
+    """Mean ± std of ``y`` against ``x`` per ``by`` (e.g. EO gap against the subset fraction, or
+    error against EO gap across λ), with lines joining the means in ``x`` order."""
+    from .stats import mean_std
+
+    _check(results, [x, y, by])
+    keys = [by, x] if detail is None else [by, x, detail]
+    s = mean_std(results, by=keys, metrics=[y]).fillna({f"{y}_std": 0.0})
+    s["lo"], s["hi"] = s[f"{y}_mean"] - s[f"{y}_std"], s[f"{y}_mean"] + s[f"{y}_std"]
+    base = alt.Chart(s)
+    enc = dict(x=alt.X(f"{x}:Q", title=x.replace("_", " "), scale=alt.Scale(zero=False)), color=f"{by}:N")
+    line = base.mark_line(point=True).encode(y=alt.Y(f"{y}_mean:Q", title=y.replace("_", " "), scale=alt.Scale(zero=False)),
+                                             tooltip=keys + [alt.Tooltip(f"{y}_mean:Q", format=".3f"), "n"], **enc)
+    band = base.mark_rule().encode(y="lo:Q", y2="hi:Q", **enc)
+    return (band + line).properties(width=360, height=240, title=title or f"{y} vs {x} (mean ± std over seeds)")
+
+
+def box_chart(df: pd.DataFrame, *, value: str, by: str = "method", title: str | None = None) -> alt.LayerChart:
+    """Box plots of ``value`` per ``by`` (min, quartiles, median, max computed exactly in pandas)."""
+    _check(df, [value, by])
+    q = df.groupby(by)[value].describe()[["min", "25%", "50%", "75%", "max"]].reset_index()
+    q.columns = [by, "lo", "q1", "median", "q3", "hi"]
+    base = alt.Chart(q).encode(x=alt.X(f"{by}:N", title=None), color=f"{by}:N")
+    whisker = base.mark_rule().encode(y=alt.Y("lo:Q", title=value.replace("_", " ")), y2="hi:Q")
+    box = base.mark_bar(size=28, opacity=0.6).encode(y="q1:Q", y2="q3:Q",
+                                                    tooltip=[by] + [alt.Tooltip(f"{c}:Q", format=".3f") for c in ("lo", "q1", "median", "q3", "hi")])
+    mid = base.mark_tick(color="black", size=28, thickness=2).encode(y="median:Q")
+    return (whisker + box + mid).properties(width=320, height=220, title=title or f"{value} by {by}")
+
+
+def data_map_chart(df: pd.DataFrame, *, by: str = "method", max_points: int = 1000) -> alt.Chart:
+    """Uncertainty (predictive entropy) against distinctiveness of selected points, one panel per
+    ``by`` (a seeded sample of at most ``max_points`` points each, to keep the chart light)."""
+    _check(df, ["uncertainty", "distinctiveness", by])
+    sample = pd.concat([g.sample(min(len(g), max_points), random_state=0) for _, g in df.groupby(by)])
+    return (
+        alt.Chart(sample)
+        .mark_circle(size=12, opacity=0.4)
+        .encode(x=alt.X("distinctiveness:Q"), y=alt.Y("uncertainty:Q"),
+                color=alt.Color("group:N") if "group" in df else alt.value("steelblue"),
+                tooltip=[c for c in ("index", "label", "group", "cf_gap") if c in df])
+        .properties(width=200, height=180)
+        .facet(column=alt.Column(f"{by}:N", title=None))
+        .properties(title="Data maps of the selected points")
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .._validation import check_choice
 from ._images import load_cifar10, load_digits, load_mnist
-from ._tabular import load_adult, load_compas, load_german
+from ._tabular import adult_frame, compas_frame, german_frame, load_adult, load_compas, load_german
 from ._task import Task, from_csv
 
-__all__ = ["DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview"]
+__all__ = ["DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview", "source_frame"]
 
 _LOADERS = {
     "adult": load_adult,
@@ -73,3 +73,9 @@ def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int
             tab["positive_rate"] = pos / tab["rows"]
             balance.append(tab.reset_index())
     return pd.concat(sizes, ignore_index=True), (pd.concat(balance, ignore_index=True) if balance else pd.DataFrame())
+
+
+def source_frame(name: str):
+    """The preprocessed source table of a built-in tabular dataset (``Split.index`` points into it)."""
+    check_choice("dataset", name, TABULAR_DATASETS)
+    return {"adult": adult_frame, "compas": compas_frame, "german": german_frame}[name]()
