@@ -39,6 +39,8 @@ bench: venv
 	$(PY) benchmarks/budget_overhead.py
 	$(PY) benchmarks/budget_adherence.py
 	$(PY) benchmarks/memory_estimate.py
+	$(PY) benchmarks/vtrust_table1.py --seeds 5
+	$(PY) benchmarks/vtrust_robust.py --seeds 3
 
 clean-reports:
 	rm -rf reports

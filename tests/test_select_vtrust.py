@@ -190,3 +190,44 @@ def test_cf_gap_and_data_map():
     np.testing.assert_allclose(dm["uncertainty"][:5], -(p * p.log()).sum(1).numpy(), rtol=1e-5)
     f = tr.model_.features(torch.as_tensor(task.train.X[:300])).detach()
     np.testing.assert_allclose(dm["distinctiveness"][0], torch.cdist(f[:1], f).sum().item() / 299, rtol=1e-4)
+
+
+# --- augmentation pools -------------------------------------------------------------------------
+
+def test_counts_sum_and_proportions():
+    from trustkit.select._saug import _counts
+
+    n = _counts(np.array([0.5, 0.25, 0.25, -1.0]), 101)
+    assert n.sum() == 101 and n[3] == 0 and abs(n[0] - 50.5) <= 1
+    assert _counts(np.array([-1.0, -2.0]), 10).tolist() == [5, 5]  # nothing positive: uniform
+
+
+def test_augmented_task_adds_tagged_corrupted_copies():
+    from trustkit.select import augmented_task, uniform_counts
+
+    task = load_digits(seed=0)
+    counts = uniform_counts(["fog", "pixelate"], 101)
+    assert counts == {"fog": 51, "pixelate": 50}
+    aug = augmented_task(task, counts, seed=0)
+    tags = aug.notes["augmentation"]
+    assert len(aug.train) == len(task.train) + 101 and (tags == "fog").sum() == 51
+    extra = aug.train.X[len(task.train):]
+    assert extra.shape[1:] == task.input_shape and not np.allclose(extra, task.train.X[:101])
+    # class balance of the added copies follows the training split's
+    frac = np.bincount(aug.train.y[len(task.train):], minlength=10) / 101
+    np.testing.assert_allclose(frac, np.bincount(task.train.y, minlength=10) / len(task.train), atol=0.02)
+    with pytest.raises(ValueError, match="for image tasks"):
+        augmented_task(load_german(seed=0), counts)
+    with pytest.raises(ValueError, match="unknown corruption"):
+        augmented_task(task, {"rain": 3})
+
+
+def test_saug_returns_a_pool_of_the_budget():
+    from trustkit.select import saug
+
+    task = load_digits(seed=0)
+    res = saug(task, ["gaussian_noise", "contrast"], aug_factor=0.2, rounds=2, epochs=1, seed=0)
+    assert sum(res.counts.values()) == round(0.2 * len(task.train))
+    assert res.mat.shape == (3, 2) and 1 <= len(res.history) <= 2
+    assert max(h["mean_robust_acc"] for h in res.history) == pytest.approx(
+        next(h["mean_robust_acc"] for h in res.history if all(h[f"n[{c}]"] == n for c, n in res.counts.items())))

@@ -2,8 +2,8 @@
 
 :class:`VTruST` runs the selection during an ERM run; :func:`subset_task` retrains on the result.
 Baselines: :func:`random_subset`, :func:`tracin_topk`, :func:`ssfr_subset`,
-:func:`fairlearn_reference`; explanations: :func:`cf_gap`, :func:`data_map`. SAug, the robustness
-benchmark and the notebook are still to come (issue 3).
+:func:`fairlearn_reference`; explanations: :func:`cf_gap`, :func:`data_map`; augmentation pools: :func:`augmented_task`
+(UAug with :func:`uniform_counts`) and :func:`saug` (Algorithm 3).
 
 >>> import numpy as np
 >>> from trustkit.select import omp
@@ -16,6 +16,7 @@ from ._baselines import fairlearn_reference, random_subset, tracin_topk
 from ._explain import cf_gap, data_map
 from ._features import normalise_columns, per_sample_grads, random_projection, value_features
 from ._omp import OMPResult, OnlineOMP, omp
+from ._saug import SAugResult, augmented_task, robust_accuracies, saug, uniform_counts
 from ._ssfr import ssfr_subset
 from ._value import (
     VALUE_FUNCTIONS,
@@ -32,4 +33,5 @@ __all__ = ["per_sample_grads", "random_projection", "value_features", "normalise
            "omp", "OMPResult", "OnlineOMP", "VALUE_FUNCTIONS", "ValueFunction", "ValueComponents",
            "accuracy_value", "fairness_value", "robustness_value", "composite_value",
            "VTruST", "SelectionResult", "subset_task", "make_value_function",
-           "random_subset", "tracin_topk", "fairlearn_reference", "ssfr_subset", "cf_gap", "data_map"]
+           "random_subset", "tracin_topk", "fairlearn_reference", "ssfr_subset", "cf_gap", "data_map",
+           "augmented_task", "uniform_counts", "saug", "SAugResult", "robust_accuracies"]

@@ -295,12 +295,20 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         V = torch.stack([cdelta, e], 1)
         GiU = Gi @ U
         small = torch.eye(2, dtype=torch.double) + V.T @ GiU
-        self._Ginv = Gi - GiU @ torch.linalg.solve(small, V.T @ Gi)
         self._cols[:, j] = x
         self._b[j] = x @ self.y
         self.ids[j] = i
-        self.beta = self._Ginv @ self._b
-        self.r = self.y - self._cols @ self.beta
+        try:
+            Ginv = Gi - GiU @ torch.linalg.solve(small, V.T @ Gi)
+            ok = bool(torch.isfinite(Ginv).all())
+        except torch.linalg.LinAlgError:
+            ok = False
+        if ok:
+            self._Ginv = Ginv
+            self.beta = self._Ginv @ self._b
+            self.r = self.y - self._cols @ self.beta
+        else:  # the rank-2 update is numerically singular: refit from scratch
+            self._refit()
         return True
 
     def offer(self, ids, X) -> None:
