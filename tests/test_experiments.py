@@ -106,3 +106,21 @@ def test_selection_explanations_columns():
     assert set(ex.method) == {"random", "vtrust"}
     assert {"cf_gap", "uncertainty", "distinctiveness", "index", "group"} <= set(ex.columns)
     assert (ex.cf_gap >= 0).all()
+
+
+def test_lambda_search_meets_the_threshold_on_validation():
+    from trustkit.data import load_german
+    from trustkit.experiments import lambda_search
+
+    task = load_german(seed=0)
+    easy = lambda_search(task, threshold=0.99, steps=2, select_epochs=1, train_epochs=2)
+    assert easy["lam"] == 0.0 and len(easy["history"]) == 2
+    hard = lambda_search(task, threshold=0.0, steps=2, select_epochs=1, train_epochs=2)
+    assert hard["lam"] is None and "even λ = 1" in hard["message"]
+    mid_t = sorted(h["error"] for h in easy["history"])
+    res = lambda_search(task, threshold=sum(mid_t) / 2, steps=3, select_epochs=1, train_epochs=2)
+    if res["lam"] not in (None, 0.0):
+        chosen = [h for h in res["history"] if h["lam"] == res["lam"]][0]
+        assert chosen["error"] <= sum(mid_t) / 2
+    with pytest.raises(ValueError, match="metric must be 'error'"):
+        lambda_search(task, threshold=0.3, metric="accuracy")

@@ -17,14 +17,14 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ._validation import check_choice, check_positive
+from ._validation import check_choice, check_int, check_positive
 from .budget import Budget
 from .data import DATASETS, TABULAR_DATASETS, load_task, with_label_noise
 from .metrics import trust_profile
 from .train import Trainer
 
 __all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
-           "selection_comparison", "selection_explanations", "SELECTION_METHODS", "REFERENCE_METHODS"]
+           "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS"]
 
 #: One corruption per family, for quick runs.
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast", "pixelate")
@@ -327,3 +327,59 @@ def selection_explanations(
         dm["group"] = [task.group_names[g] for g in sub.train.a]
         frames.append(dm)
     return pd.concat(frames, ignore_index=True)
+
+
+def lambda_search(
+    task,
+    *,
+    threshold: float,
+    metric: str = "error",
+    value: str = "accuracy+fairness",
+    fraction: float = 0.6,
+    steps: int = 5,
+    select_epochs: int = 10,
+    train_epochs: int = 30,
+    seed: int = 0,
+) -> dict:
+    """Binary search on VTruST's λ for the most weight on the second objective that keeps
+    ``metric`` (measured on the *validation* split) at most ``threshold``.
+
+    VTruST's paper proposes this when the first metric is monotone in λ (error falls as λ, the
+    weight of the accuracy value, grows). The search checks λ = 1 first: if even the accuracy-only
+    subset misses the threshold, no λ can meet it and ``lam`` is ``None``. Returns the chosen λ and
+    every evaluated point, so a violation of monotonicity is visible.
+    """
+    import warnings
+
+    from .metrics import evaluate
+    from .select import subset_task
+
+    check_int("steps", steps, minimum=1)
+    if metric not in ("error",) and not metric.endswith("_gap"):
+        raise ValueError(f"metric must be 'error' or a *_gap metric (lower is better); got {metric!r}")
+    history = []
+
+    def measure(lam):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            idx, _ = select_subset("vtrust", task, fraction=fraction, value=value, lam=lam, epochs=select_epochs, seed=seed)
+        tr = Trainer(model="mlp", epochs=train_epochs, lr=3e-3, seed=seed, progress=False)
+        tr.fit(subset_task(task, idx))
+        val = evaluate(tr.model_, task.val)
+        val["error"] = 1 - val["accuracy"]
+        history.append({"lam": lam, **val})
+        return val[metric]
+
+    if measure(1.0) > threshold:
+        return {"lam": None, "history": history,
+                "message": f"even λ = 1 gives validation {metric} {history[0][metric]:.3f} > {threshold}"}
+    lo, hi = 0.0, 1.0
+    if measure(0.0) <= threshold:
+        return {"lam": 0.0, "history": history, "message": "λ = 0 already meets the threshold"}
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if measure(mid) <= threshold:
+            hi = mid
+        else:
+            lo = mid
+    return {"lam": hi, "history": history, "message": f"λ = {hi:.3f} after {steps} halvings"}
