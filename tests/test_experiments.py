@@ -124,3 +124,17 @@ def test_lambda_search_meets_the_threshold_on_validation():
         assert chosen["error"] <= sum(mid_t) / 2
     with pytest.raises(ValueError, match="metric must be 'error'"):
         lambda_search(task, threshold=0.3, metric="accuracy")
+
+
+def test_robust_selection_comparison_small(tmp_path):
+    from trustkit.experiments import robust_selection_comparison
+
+    df = robust_selection_comparison("digits", methods=["clean", "uaug", "vtrust"], corruptions=["contrast"],
+                                     aug_factor=0.2, fraction=0.5, seeds=[0], epochs=1, saug_rounds=1,
+                                     store=tmp_path, progress=False)
+    assert df["method"].tolist() == ["clean", "uaug", "vtrust"]
+    n = df.set_index("method")["n_train"]
+    assert n["uaug"] == n["clean"] + round(0.2 * n["clean"]) and n["vtrust"] < n["uaug"]
+    assert df["robust_acc"].between(0, 1).all() and df["standard_acc"].between(0, 1).all()
+    with pytest.raises(ValueError, match="unknown dataset"):
+        robust_selection_comparison("compas", progress=False)

@@ -44,3 +44,12 @@ def test_selection_charts_render(tmp_path):
     q = plots.box_chart(ex, value="cf_gap").to_dict()
     med = [d for d in q["datasets"].values()][0]
     assert sorted(r["median"] for r in med) == [24.5, 74.5]
+
+
+def test_image_grid_png():
+    import numpy as np
+
+    png = plots.image_grid(np.random.default_rng(0).random((5, 1, 8, 8)), [str(i) for i in range(5)], columns=3)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"images must be \(n, C, H, W\)"):
+        plots.image_grid(np.zeros((2, 8, 8)))

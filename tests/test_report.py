@@ -97,11 +97,13 @@ def test_cli_errors_are_one_line():
 
 @pytest.mark.notebook
 def test_vtrust_notebook_runs_in_quick_mode(tmp_path):
-    params = {"dataset": "german", "seeds": [0], "lams": [0.0, 1.0], "fractions": [0.5], "static_charts": True}
+    params = {"dataset": "german", "seeds": [0], "lams": [0.0, 1.0], "fractions": [0.5], "static_charts": True,
+              "robust_corruptions": ["contrast", "gaussian_noise"], "aug_factor": 0.2}
     paths = run_notebook("vtrust", out_dir=tmp_path, parameters=params, progress=False)
     nb = nbformat.read(paths["notebook"], as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "Issue-3 goal" in text
+    assert "Issue-3 goal" in text and "selected images per augmentation" in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     for fig in ("table1", "lambda", "fraction", "cfgap", "datamap"):
         assert (tmp_path / "figures" / f"vtrust_{fig}_german.png").is_file()

@@ -24,7 +24,8 @@ from .metrics import trust_profile
 from .train import Trainer
 
 __all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
-           "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS"]
+           "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
+           "robust_selection_comparison", "ROBUST_METHODS", "saug_pool"]
 
 #: One corruption per family, for quick runs.
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast", "pixelate")
@@ -383,3 +384,85 @@ def lambda_search(
         else:
             lo = mid
     return {"lam": hi, "history": history, "message": f"λ = {hi:.3f} after {steps} halvings"}
+
+
+_SAUG_CACHE: dict = {}
+
+
+def saug_pool(task, corruptions, *, aug_factor: float, rounds: int, epochs: int, seed: int):
+    """The SAug-augmented task for these settings (computed once per process, then reused)."""
+    from .select import augmented_task, saug
+
+    key = (task.name, task.seed, len(task.train), tuple(corruptions), float(aug_factor), int(rounds), int(epochs), int(seed))
+    if key not in _SAUG_CACHE:
+        s = saug(task, list(corruptions), aug_factor=aug_factor, rounds=rounds, epochs=epochs, seed=seed)
+        _SAUG_CACHE[key] = (augmented_task(task, s.counts, seed=seed), s)
+    return _SAUG_CACHE[key]
+
+
+def _robust_selection_run(cfg: Mapping) -> dict:
+    import warnings
+
+    from .metrics import corruption_table, predict_logits
+    from .select import VTruST, augmented_task, random_subset, subset_task, uniform_counts
+
+    task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
+    corr, seed, epochs = list(cfg["corruptions"]), cfg["seed"], cfg["epochs"]
+    n_aug = int(round(cfg["aug_factor"] * len(task.train)))
+    method = cfg["method"]
+    if method == "clean":
+        train = task
+    elif method == "uaug":
+        train = augmented_task(task, uniform_counts(corr, n_aug), seed=seed)
+    else:
+        train, _ = saug_pool(task, corr, aug_factor=cfg["aug_factor"], rounds=cfg["saug_rounds"], epochs=epochs, seed=seed)
+        if method == "random":
+            train = subset_task(train, random_subset(train, cfg["fraction"], seed=seed))
+        elif method == "vtrust":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                sel = VTruST(value="accuracy+robustness", lam=cfg["lam"], fraction=cfg["fraction"], epochs=epochs,
+                             model="cnn", seed=seed, progress=False).select(train)
+            train = subset_task(train, sel.indices)
+    tr = Trainer(model="cnn", epochs=epochs, lr=3e-3, seed=seed, progress=False, metrics=["accuracy"])
+    tr.fit(train)
+    sa = float((predict_logits(tr.model_, task.test.X).argmax(1).numpy() == task.test.y).mean())
+    ra = corruption_table(tr.model_, task.test.X, task.test.y, corruptions=corr, severities=(1, 3, 5), seed=seed)
+    return {"standard_acc": sa, "robust_acc": float(ra["accuracy"].mean()), "n_train": len(train.train)}
+
+
+ROBUST_METHODS = ("clean", "uaug", "saug", "random", "vtrust")
+
+
+def robust_selection_comparison(
+    dataset: str = "digits",
+    *,
+    methods: Sequence[str] = ROBUST_METHODS,
+    corruptions: Sequence[str] = QUICK_CORRUPTIONS,
+    aug_factor: float = 1.0,
+    fraction: float = 0.5,
+    lam: float = 0.5,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int = 10,
+    saug_rounds: int = 2,
+    dataset_kwargs: Mapping | None = None,
+    store: ResultStore | str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """VTruST-R against clean training, UAug, SAug and a random subset of the SAug pool (images).
+
+    ``standard_acc`` is clean test accuracy; ``robust_acc`` the test accuracy averaged over
+    ``corruptions`` × severities 1, 3, 5. The SAug pool (and hence random and VTruST-R, which
+    select ``fraction`` of it) is built from validation robust accuracies only.
+    """
+    check_choice("dataset", dataset, ("digits", "mnist", "cifar10"))
+    for m in methods:
+        check_choice("method", m, ROBUST_METHODS)
+    if isinstance(store, (str, os.PathLike)):
+        store = ResultStore(store)
+    configs = [{"job": "robust_selection", "dataset": dataset, "method": m, "seed": int(s),
+                "corruptions": list(corruptions), "aug_factor": float(aug_factor), "fraction": float(fraction),
+                "lam": float(lam), "epochs": int(epochs), "saug_rounds": int(saug_rounds),
+                **({"loader": dict(dataset_kwargs)} if dataset_kwargs else {})}
+               for s in seeds for m in methods]
+    return run_grid(configs, _robust_selection_run, store=store, progress=progress, desc="robust selection runs")

@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 
 __all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart",
-           "sweep_chart", "box_chart", "data_map_chart"]
+           "sweep_chart", "box_chart", "data_map_chart", "image_grid"]
 
 
 def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -148,3 +148,35 @@ def data_map_chart(df: pd.DataFrame, *, by: str = "method", max_points: int = 10
         .facet(column=alt.Column(f"{by}:N", title=None))
         .properties(title="Data maps of the selected points")
     )
+
+
+def image_grid(X, titles=None, *, scale: int = 3, columns: int = 8) -> bytes:
+    """A PNG (bytes) of images ``(n, C, H, W)`` in [0, 1] laid out in a grid, with optional captions.
+
+    Display in a notebook with ``IPython.display.Image(image_grid(X, titles))``.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    X = np.asarray(X)
+    if X.ndim != 4 or X.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (n, C, H, W) with C in (1, 3); got {X.shape}")
+    n, c, h, w = X.shape
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    cap = 12 if titles is not None else 0
+    H, W = h * scale, w * scale
+    canvas = Image.new("RGB", (cols * (W + 4), rows * (H + cap + 4)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k in range(n):
+        img = (np.clip(X[k], 0, 1) * 255).astype("uint8").transpose(1, 2, 0)
+        tile = Image.fromarray(img[:, :, 0] if c == 1 else img).convert("RGB").resize((W, H), Image.NEAREST)
+        x0, y0 = (k % cols) * (W + 4), (k // cols) * (H + cap + 4)
+        canvas.paste(tile, (x0, y0))
+        if titles is not None:
+            draw.text((x0, y0 + H), str(titles[k])[: max(4, W // 6)], fill="black")
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
