@@ -231,3 +231,12 @@ def test_saug_returns_a_pool_of_the_budget():
     assert res.mat.shape == (3, 2) and 1 <= len(res.history) <= 2
     assert max(h["mean_robust_acc"] for h in res.history) == pytest.approx(
         next(h["mean_robust_acc"] for h in res.history if all(h[f"n[{c}]"] == n for c, n in res.counts.items())))
+
+
+def test_vtrust_full_model_projected_gradients(german):
+    res = VTruST(value="accuracy+fairness", scope="full", projection=256, fraction=0.5, epochs=2, progress=False).select(german)
+    d = res.diagnostics
+    assert d["gradient_dim"] == 256 and 2 * d["n_atoms"] <= 256
+    assert d["atom_size"] < VTruST(value="accuracy+fairness", fraction=0.5, epochs=1, progress=False).select(german).diagnostics["atom_size"]
+    with pytest.raises(ValueError, match="unknown scope"):
+        VTruST(scope="head")

@@ -17,7 +17,7 @@ from torch.func import functional_call, grad, vmap
 
 from .._validation import check_choice, check_int, check_positive
 
-__all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns"]
+__all__ = ["per_sample_grads", "random_projection", "sample_grads", "value_features", "normalise_columns"]
 
 _SCOPES = ("last_layer", "full")
 _KINDS = ("paper", "tracin")
@@ -110,3 +110,13 @@ def normalise_columns(X: torch.Tensor, *, eps: float = 1e-12) -> tuple[torch.Ten
     """Scale each column to unit ℓ2 norm; returns ``(X_unit, norms)``; zero columns stay zero."""
     norms = X.norm(dim=0)
     return X / torch.where(norms > eps, norms, torch.ones_like(norms)), norms
+
+
+def sample_grads(model, x, y, *, scope: str = "last_layer", projection: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Per-sample gradients, optionally projected to ``projection`` dimensions (same matrix for a seed).
+
+    Training points and value components must use the same ``scope``, ``projection`` and ``seed``
+    so that their inner products approximate the true ones.
+    """
+    g = per_sample_grads(model, x, y, scope=scope)
+    return g if projection is None else random_projection(g, projection, seed=seed)

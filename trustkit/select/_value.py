@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice, check_fraction, check_int
-from ._features import per_sample_grads
+from ._features import sample_grads
 
 __all__ = ["ValueFunction", "ValueComponents", "accuracy_value", "fairness_value", "robustness_value",
            "composite_value", "VALUE_FUNCTIONS", "check_value_function"]
@@ -52,10 +52,10 @@ class ValueFunction(ABC):
 
     name = "value"
 
-    def __init__(self, X, y, *, scope: str = "last_layer"):
+    def __init__(self, X, y, *, scope: str = "last_layer", projection: int | None = None, projection_seed: int = 0):
         self.X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long)
-        self.scope = scope
+        self.scope, self.projection, self.projection_seed = scope, projection, projection_seed
 
     @abstractmethod
     def weights(self, losses: torch.Tensor) -> torch.Tensor:
@@ -76,7 +76,8 @@ class ValueFunction(ABC):
         try:
             with torch.no_grad():
                 losses = F.cross_entropy(model(self.X), self.y, reduction="none").double()
-            g = per_sample_grads(model, self.X, self.y, scope=self.scope).double()
+            g = sample_grads(model, self.X, self.y, scope=self.scope, projection=self.projection,
+                             seed=self.projection_seed).double()
         finally:
             model.train(was)
         W = self.weights(losses)
@@ -84,13 +85,13 @@ class ValueFunction(ABC):
 
 
 class _PerPoint(ValueFunction):
-    def __init__(self, X, y, *, max_rows: int | None = None, seed: int = 0, scope: str = "last_layer"):
+    def __init__(self, X, y, *, max_rows: int | None = None, seed: int = 0, **grad_options):
         X, y = np.asarray(X), np.asarray(y)
         if max_rows is not None and max_rows < len(y):
             check_int("max_rows", max_rows, minimum=1)
             keep = np.sort(np.random.default_rng(seed).choice(len(y), max_rows, replace=False))
             X, y = X[keep], y[keep]
-        super().__init__(X, y, scope=scope)
+        super().__init__(X, y, **grad_options)
 
     @property
     def n_rows(self) -> int:
@@ -123,8 +124,8 @@ class fairness_value(ValueFunction):
 
     name = "fairness"
 
-    def __init__(self, X, y, a, *, n_rows: int = 512, seed: int = 0, scope: str = "last_layer"):
-        super().__init__(X, y, scope=scope)
+    def __init__(self, X, y, a, *, n_rows: int = 512, seed: int = 0, **grad_options):
+        super().__init__(X, y, **grad_options)
         if a is None:
             raise ValueError("the fairness value function needs a sensitive attribute; this task has none")
         a = np.asarray(a)

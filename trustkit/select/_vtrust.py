@@ -29,7 +29,7 @@ from .._validation import check_choice, check_fraction, check_int, check_positiv
 from ..data import Task, corrupt_images, CORRUPTIONS, feature_noise, flip_labels
 from ..models import make_model
 from ..train import Callback, Trainer
-from ._features import per_sample_grads, value_features
+from ._features import sample_grads, value_features
 from ._omp import OnlineOMP
 from ._value import (
     VALUE_FUNCTIONS,
@@ -74,18 +74,20 @@ def _perturbed_validation(task: Task, *, label_noise: float, feature_std: float,
 
 
 def make_value_function(task: Task, name: str, *, lam: float = 0.5, max_rows: int = 2000, fair_rows: int = 512,
-                        label_noise: float = 0.2, feature_std: float = 0.3, seed: int = 0):
+                        label_noise: float = 0.2, feature_std: float = 0.3, seed: int = 0, scope: str = "last_layer",
+                        projection: int | None = None):
     """Build a value function from the task's validation split by name (see ``VALUE_FUNCTIONS``)."""
     check_choice("value function", name, VALUE_FUNCTIONS)
     v = task.val
+    g = {"scope": scope, "projection": projection, "projection_seed": seed}
 
     def one(kind):
         if kind == "accuracy":
-            return accuracy_value(v.X, v.y, max_rows=max_rows, seed=seed)
+            return accuracy_value(v.X, v.y, max_rows=max_rows, seed=seed, **g)
         if kind == "fairness":
-            return fairness_value(v.X, v.y, v.a, n_rows=fair_rows, seed=seed)
+            return fairness_value(v.X, v.y, v.a, n_rows=fair_rows, seed=seed, **g)
         X, y = _perturbed_validation(task, label_noise=label_noise, feature_std=feature_std, seed=seed)
-        return robustness_value(X, y, max_rows=max_rows, seed=seed)
+        return robustness_value(X, y, max_rows=max_rows, seed=seed, **g)
 
     if "+" in name:
         first, second = name.split("+")
@@ -139,7 +141,8 @@ class _Collector(Callback):
         Y = torch.as_tensor(task.train.y)
         cols = []
         for s in range(0, len(Y), 2048):
-            g = per_sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope).double()
+            g = sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope,
+                             projection=self.sel.projection, seed=self.sel.seed).double()
             cols.append(value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature))
         F_points = torch.cat(cols, 1)  # (M, N)
         F_atoms = torch.zeros(F_points.shape[0], len(self.atoms), dtype=torch.double).index_add_(
@@ -170,6 +173,10 @@ class VTruST:
         Group size for ``unit="batch"``; default: the smallest that keeps M ≥ 2ω.
     feature : {"paper", "tracin"}
         ``s + s²/2`` (the paper) or ``s`` (first order).
+    scope, projection
+        Gradients of the last layer (default) or the full model, optionally projected to
+        ``projection`` dimensions with a seeded Gaussian matrix (TRAK-style); the rank bound P of
+        the features is then ``projection``.
     epochs, lr, batch_size, model, seed
         The ERM run during which features are collected (``lr`` is also η in the features).
 
@@ -183,7 +190,7 @@ class VTruST:
 
     def __init__(self, *, value: str = "accuracy+fairness", lam: float = 0.5, fraction: float = 0.6,
                  unit: str = "batch", atom_size: int | None = None, feature: str = "paper",
-                 scope: str = "last_layer", epochs: int = 10, lr: float = 3e-3, batch_size: int = 128,
+                 scope: str = "last_layer", projection: int | None = None, epochs: int = 10, lr: float = 3e-3, batch_size: int = 128,
                  model: str = "mlp", max_rows: int = 2000, fair_rows: int = 512, label_noise: float = 0.2,
                  feature_std: float = 0.3, target: str = "realized", seed: int = 0, progress: bool = True):
         check_choice("value function", value, VALUE_FUNCTIONS)
@@ -193,7 +200,8 @@ class VTruST:
         self.unit = check_choice("unit", unit, ("batch", "sample"))
         self.atom_size = None if atom_size is None else check_int("atom_size", atom_size, minimum=1)
         self.feature = check_choice("feature", feature, ("paper", "tracin"))
-        self.scope = scope
+        self.scope = check_choice("scope", scope, ("last_layer", "full"))
+        self.projection = None if projection is None else check_int("projection", projection, minimum=1)
         self.epochs = check_int("epochs", epochs, minimum=1)
         self.lr = check_positive("lr", lr)
         self.batch_size = batch_size
@@ -223,10 +231,11 @@ class VTruST:
         if not isinstance(task, Task):
             raise TypeError(f"task must be a trustkit.data.Task; got {type(task).__name__}")
         value = make_value_function(task, self.value, lam=self.lam, max_rows=self.max_rows, fair_rows=self.fair_rows,
-                                    label_noise=self.label_noise, feature_std=self.feature_std, seed=self.seed)
+                                    label_noise=self.label_noise, feature_std=self.feature_std, seed=self.seed,
+                                    scope=self.scope, projection=self.projection)
         probe = make_model_probe(task, self.model, self.seed)
-        n_grad = per_sample_grads(probe, torch.as_tensor(task.train.X[:1]), torch.as_tensor(task.train.y[:1]),
-                                  scope=self.scope).shape[1]
+        n_grad = sample_grads(probe, torch.as_tensor(task.train.X[:1]), torch.as_tensor(task.train.y[:1]),
+                              scope=self.scope, projection=self.projection, seed=self.seed).shape[1]
         atoms, size = self._atoms(task, min(value.n_rows, n_grad))
         n_select = max(1, int(round(self.fraction * len(atoms))))
         if 2 * n_select > min(value.n_rows, n_grad):
