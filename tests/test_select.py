@@ -1,7 +1,6 @@
 """VTruST building blocks: per-sample gradients against autograd loops, OMP against scikit-learn,
 planted sparse subsets recovered, and the online OMP's exactness and diagnostics."""
 
-import warnings
 
 import numpy as np
 import pytest

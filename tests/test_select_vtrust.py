@@ -138,7 +138,6 @@ def test_tracin_topk_selects_k_distinct_points(german):
 
 
 def test_fairlearn_threshold_optimizer_reduces_the_eo_gap(compas_task):
-    from fairlearn.metrics import equalized_odds_difference
 
     from trustkit.select import fairlearn_reference
     from trustkit.train import Trainer

@@ -1,9 +1,7 @@
 """The Trainer: learning, reproducibility, budgets honoured, callbacks, terms, errors."""
 
 import json
-import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -145,7 +145,6 @@ def expected_calibration_error(y_true, probs, *, n_bins: int = 15) -> float:
     conf, pred = p.max(dim=1)
     correct = (pred == yt).double()
     idx = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
-    count = torch.zeros(n_bins, dtype=torch.double).scatter_add_(0, idx, torch.ones_like(conf))
     conf_sum = torch.zeros(n_bins, dtype=torch.double).scatter_add_(0, idx, conf)
     acc_sum = torch.zeros(n_bins, dtype=torch.double).scatter_add_(0, idx, correct)
     return float((acc_sum - conf_sum).abs().sum() / len(yt))

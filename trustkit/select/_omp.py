@@ -262,8 +262,7 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         Gi, cols = self._Ginv, self._cols
         d = Gi[j, j]
         gj = Gi[:, j]
-        # fit without atom j: β₋ = β − (β_j / d) G⁻¹e_j (entry j becomes 0), residual accordingly
-        beta_m = self.beta - (self.beta[j] / d) * gj
+        # residual of the fit without atom j: β₋ = β − (β_j / d) G⁻¹e_j, so r₋ = r + (β_j / d) X G⁻¹e_j
         r_m = self.r + (self.beta[j] / d) * (cols @ gj)
         # one OMP step adding x to the fit without j: gain = (xᵀr₋)² / (xᵀx − uᵀG₋⁻¹u)
         u = cols.T @ x

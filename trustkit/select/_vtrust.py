@@ -139,14 +139,13 @@ class _Collector(Callback):
             scale[rows] = w / nrm if nrm > 0 else 0.0
         X = torch.as_tensor(task.train.X)
         Y = torch.as_tensor(task.train.y)
-        cols = []
+        # mean feature of each atom, accumulated chunk by chunk (never the full M × N matrix)
+        F_atoms = torch.zeros(len(y), len(self.atoms), dtype=torch.double)
         for s in range(0, len(Y), 2048):
             g = sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope,
                              projection=self.sel.projection, seed=self.sel.seed).double()
-            cols.append(value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature))
-        F_points = torch.cat(cols, 1)  # (M, N)
-        F_atoms = torch.zeros(F_points.shape[0], len(self.atoms), dtype=torch.double).index_add_(
-            1, self.atom_of, F_points * self.weight_of)  # (M, n_atoms): mean feature of each atom
+            f = value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature)  # (M, chunk)
+            F_atoms.index_add_(1, self.atom_of[s : s + 2048], f * self.weight_of[s : s + 2048])
         self.omp.start_epoch(y * scale)
         order = np.random.default_rng(self.sel.seed + state.epoch).permutation(len(self.atoms))
         self.omp.offer(order, (F_atoms * scale[:, None])[:, order])

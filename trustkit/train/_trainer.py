@@ -43,7 +43,6 @@ from ._terms import Batch, CrossEntropy, LossTerm
 __all__ = ["Trainer", "Callback", "TrainState", "EpochRecord", "RunRecord", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-_STOP_REASONS = ("epochs", "time_s", "flops", "memory_mb", "callback")
 _BOOKKEEPING_S = 0.005
 
 
