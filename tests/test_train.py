@@ -9,7 +9,7 @@ from trustkit.budget import Budget
 from trustkit.data import load_german
 from trustkit.train import Callback, CrossEntropy, Trainer
 
-VOLATILE = {"time_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "peak_rss_mb"}
+VOLATILE = {"time_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "peak_rss_mb", "term_time_s", "callback_s", "excluded_s"}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ The :class:`Meter` measures the same four quantities for a run:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -160,6 +161,7 @@ class Usage:
     params: int = 0
     flops: int = 0
     est_memory_mb: float = 0.0
+    excluded_s: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -193,12 +195,14 @@ class Meter:
         self.flops = 0
         self.params = 0
         self.est_memory_mb = 0.0
+        self._excluded = 0.0
 
     def start(self) -> "Meter":
         self._baseline = self._proc.memory_info().rss
         self._peak = self._baseline
         self._t0 = time.perf_counter()
         self._t_end = None
+        self._excluded = 0.0
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="trustkit-meter", daemon=True)
         self._thread.start()
@@ -232,12 +236,33 @@ class Meter:
     def add_flops(self, n: int) -> None:
         self.flops += int(n)
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Exclude the wall time of the block from :attr:`elapsed_s` (it is reported as ``excluded_s``).
+
+        For work that is not part of the run's cost, e.g. an oracle trying allocations or the
+        trainer's calibration of a step's time before the budget starts.
+        """
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._excluded += time.perf_counter() - t
+
+    def exclude(self, seconds: float) -> None:
+        """Exclude ``seconds`` measured elsewhere (e.g. before :meth:`start`) from the run's time."""
+        self._excluded += float(seconds)
+
+    @property
+    def excluded_s(self) -> float:
+        return self._excluded
+
     @property
     def elapsed_s(self) -> float:
         if self._t0 is None:
             return 0.0
         end = self._t_end if self._t_end is not None else time.perf_counter()
-        return end - self._t0
+        return end - self._t0 - self._excluded
 
     @property
     def peak_memory_mb(self) -> float:
@@ -252,4 +277,5 @@ class Meter:
             params=self.params,
             flops=self.flops,
             est_memory_mb=self.est_memory_mb,
+            excluded_s=self._excluded,
         )

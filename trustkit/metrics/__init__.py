@@ -11,6 +11,7 @@ from ._ood import energy_score, msp_score, ood_auroc
 from ._profile import DEFAULT_EPS, trust_profile
 from ._robustness import (
     adversarial_accuracy,
+    attack_geometry,
     attack_table,
     corruption_table,
     feature_noise_accuracy,
@@ -30,7 +31,7 @@ from ._utility import (
 __all__ = [
     "accuracy", "balanced_accuracy", "roc_auc", "f1_score", "expected_calibration_error", "positive_rate",
     "group_rates", "group_table", "dp_gap", "eo_gap", "eopp_gap", "tpr_gap", "fpr_gap",
-    "predict_logits", "fgsm", "pgd", "adversarial_accuracy", "attack_table", "corruption_table",
+    "predict_logits", "fgsm", "pgd", "adversarial_accuracy", "attack_geometry", "attack_table", "corruption_table",
     "feature_noise_accuracy", "msp_score", "energy_score", "ood_auroc",
     "METRICS", "DEFAULT_METRICS", "evaluate", "compute_metrics", "check_metrics", "default_metrics",
     "trust_profile", "DEFAULT_EPS",

@@ -9,7 +9,7 @@ import torch
 
 from ._evaluate import evaluate
 from ._ood import msp_score, ood_auroc
-from ._robustness import adversarial_accuracy, corruption_table, feature_noise_accuracy, predict_logits
+from ._robustness import adversarial_accuracy, attack_geometry, corruption_table, feature_noise_accuracy, predict_logits
 
 __all__ = ["trust_profile", "DEFAULT_EPS"]
 
@@ -49,12 +49,8 @@ def trust_profile(
     if max_examples is not None:
         X, y = X[:max_examples], y[:max_examples]
     image = task.kind == "image"
-    bounds = (0.0, 1.0) if image else None
     # tables: attacks and noise move the numeric columns only; one-hot categories stay valid
-    mask = None
-    if not image:
-        mask = torch.zeros(X.shape[1])
-        mask[list(task.numeric_columns)] = 1.0
+    bounds, mask = attack_geometry(task)
     for e in eps if eps is not None else DEFAULT_EPS[task.kind]:
         row[f"fgsm@{e:g}"] = adversarial_accuracy(model, X, y, e, attack="fgsm", bounds=bounds, mask=mask, seed=seed)
         row[f"pgd@{e:g}"] = adversarial_accuracy(model, X, y, e, attack="pgd", steps=pgd_steps, bounds=bounds, mask=mask, seed=seed)

@@ -25,7 +25,27 @@ __all__ = [
     "attack_table",
     "corruption_table",
     "feature_noise_accuracy",
+    "attack_geometry",
 ]
+
+
+def attack_geometry(task) -> tuple[tuple[float, float] | None, torch.Tensor | None]:
+    """``(bounds, mask)`` of ℓ∞ attacks on a task's inputs.
+
+    Images: pixels stay in ``[0, 1]``, every pixel may move. Tables: no clamp (features are
+    standardised, so ε is in standard deviations) and only the numeric columns move, so that one-hot
+    categories stay valid categories.
+
+    >>> from trustkit.data import load_german
+    >>> bounds, mask = attack_geometry(load_german(seed=0))
+    >>> bounds is None, int(mask.sum()) == len(load_german(seed=0).numeric_columns)
+    (True, True)
+    """
+    if task.kind == "image":
+        return (0.0, 1.0), None
+    mask = torch.zeros(task.input_shape[0])
+    mask[list(task.numeric_columns)] = 1.0
+    return None, mask
 
 
 @torch.no_grad()
@@ -47,7 +67,9 @@ def _clamp(x: torch.Tensor, bounds):
 
 def _input_grad(model, x, y) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y)
+    # the model sees a non-leaf view of x: torch's FlopCounterMode (used to charge a training step's
+    # cost) hooks module inputs, and autograd.grad refuses such hooks on a leaf
+    loss = F.cross_entropy(model(x.view_as(x)), y)
     (grad,) = torch.autograd.grad(loss, x)
     return grad
 
@@ -91,7 +113,9 @@ def pgd(
     alpha = 2.5 * eps / steps if step_size is None else check_positive("step_size", step_size)
     x0 = x.detach()
     if random_start:
-        noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype) * 2 - 1
+        # the generator is a CPU one; on another device (the meta device of a FLOP count) draw without it
+        gen = generator if x0.device.type == "cpu" else None
+        noise = torch.rand(x0.shape, generator=gen, dtype=x0.dtype, device=x0.device) * 2 - 1
         xa = _clamp(x0 + eps * _mask(noise, mask), bounds)
     else:
         xa = x0.clone()

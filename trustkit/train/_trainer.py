@@ -19,12 +19,27 @@ How the budget is honoured
   first step over the cap and the record flags it.
 
 Every record says what was used, what fraction of each limit that is, and what stopped the run.
+
+What a scheduler may change between epochs (see :mod:`trustkit.train._schedulers`)
+------------------------------------------------------------------------------------
+``state.weights`` (the λ of each term), ``state.fractions`` (the share of the epoch's steps on
+which a term is switched on, spread evenly; a term that is off is neither computed nor charged),
+and the settings of the terms themselves (``state.terms["rob"].steps``, ``.attack``; the cell
+weights of ``state.terms["ce"]``). The trainer charges what was actually done: step costs are
+cached per (batch size, active terms and their cost keys), step times are predicted per such key
+(a new key from its FLOPs and the slowest time per FLOP seen), and each epoch records the time spent
+in steps with each term on (``term_time_s``) and the time the callbacks took (``callback_s``).
+
+With a time budget, one step and one validation are timed before the clock starts, on a copy of the
+model (reported as ``usage["excluded_s"]``), so that even the first step is predicted.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
@@ -36,11 +51,11 @@ import torch
 from .._validation import _suggest, check_int, check_positive
 from ..budget import Budget, Meter, StepCost, count_params, meta_copy, step_cost
 from ..data import Task
-from ..metrics import check_metrics, default_metrics, evaluate
+from ..metrics import adversarial_accuracy, attack_geometry, check_metrics, default_metrics, evaluate
 from ..models import make_model
 from ._terms import Batch, CrossEntropy, LossTerm
 
-__all__ = ["Trainer", "Callback", "TrainState", "EpochRecord", "RunRecord", "OPTIMIZERS"]
+__all__ = ["Trainer", "Callback", "TrainState", "EpochRecord", "RunRecord", "RobustEval", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 _BOOKKEEPING_S = 0.005
@@ -61,6 +76,38 @@ class Callback:
     def on_epoch_end(self, state: "TrainState", record: "EpochRecord") -> None:
         pass
 
+    def on_step_end(self, state: "TrainState", batch: Batch, parts: Mapping[str, torch.Tensor]) -> None:
+        """After each optimiser step; ``parts`` holds the (detached) value of each active term."""
+
+
+@dataclass(frozen=True)
+class RobustEval:
+    """How a run measures adversarial robustness: PGD accuracy at radius ``eps``.
+
+    Each epoch on the first ``val_n`` validation points with ``val_steps`` steps (cheap; charged to
+    the budget with the validation), and once at the end on the whole test split with ``test_steps``
+    steps (the evaluation attack is stronger than a training attack). The value is
+    ``robust_accuracy`` in the epoch's ``val`` and the run's ``test`` metrics.
+    """
+
+    eps: float
+    val_steps: int = 5
+    val_n: int = 512
+    test_steps: int = 20
+
+    def __post_init__(self):
+        check_positive("eps", self.eps)
+        check_int("val_steps", self.val_steps, minimum=1)
+        check_int("val_n", self.val_n, minimum=1)
+        check_int("test_steps", self.test_steps, minimum=1)
+
+    def measure(self, model, task: Task, split: str, *, seed: int = 0) -> float:
+        s = task.split(split)
+        X, y = (s.X[: self.val_n], s.y[: self.val_n]) if split == "val" else (s.X, s.y)
+        bounds, mask = attack_geometry(task)
+        steps = self.val_steps if split == "val" else self.test_steps
+        return adversarial_accuracy(model, X, y, self.eps, attack="pgd", steps=steps, bounds=bounds, mask=mask, seed=seed)
+
 
 @dataclass
 class EpochRecord:
@@ -77,6 +124,11 @@ class EpochRecord:
     peak_memory_mb: float
     flops: int
     partial: bool = False
+    fractions: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    term_time_s: dict = field(default_factory=dict)
+    callback_s: float = 0.0
+    grad_norm: float = float("nan")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -111,9 +163,13 @@ class RunRecord:
         """One row per epoch with the validation metrics flattened to ``val_<name>`` columns."""
         rows = []
         for e in self.epochs:
-            row = {k: v for k, v in e.to_dict().items() if k not in ("val", "weights")}
+            row = {k: v for k, v in e.to_dict().items()
+                   if k not in ("val", "weights", "fractions", "settings", "term_time_s")}
             row.update({f"val_{k}": v for k, v in e.val.items()})
             row.update({f"w_{k}": v for k, v in e.weights.items()})
+            row.update({f"frac_{k}": v for k, v in e.fractions.items()})
+            row.update({f"time_{k}_s": v for k, v in e.term_time_s.items()})
+            row.update({f"{k}": v for k, v in e.settings.items()})
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -128,6 +184,7 @@ class RunRecord:
             "est_memory_mb": self.usage["est_memory_mb"],
             "params": self.usage["params"],
             "gflops": self.usage["flops"] / 1e9,
+            "callback_s": sum(e.callback_s for e in self.epochs),
             "stopped_by": self.stopped_by,
         })
         return row
@@ -147,6 +204,32 @@ class TrainState:
     step: int = 0
     history: list = field(default_factory=list)
     stop: bool = False
+    terms: dict = field(default_factory=dict)
+    fractions: dict = field(default_factory=dict)
+    trial: Callable | None = None
+    robust_eval: RobustEval | None = None
+    max_epochs: int = 0
+    batch_size: int = 128
+
+    def progress(self) -> float:
+        """Share of the run used so far: of the time budget if there is one, else of the epochs."""
+        if self.budget.time_s is not None:
+            return min(1.0, self.meter.elapsed_s / self.budget.time_s)
+        return min(1.0, (self.epoch - 1) / max(1, self.max_epochs))
+
+    def trial_epoch(self, weights: Mapping[str, float], *, fractions: Mapping[str, float] | None = None,
+                    settings: Mapping[str, Mapping] | None = None) -> dict:
+        """Train one epoch on a copy of the model with other choices; return its validation metrics.
+
+        The copy sees the exact batches of the next real epoch. Its time is excluded from the
+        budget (it is what an oracle knows, not what a method may spend) and reported in
+        ``usage["excluded_s"]``; the real model, optimiser and terms are left untouched.
+        ``settings`` maps a term name to attributes to set on the copy's term (e.g.
+        ``{"rob": {"steps": 1}}``).
+        """
+        if self.trial is None:
+            raise RuntimeError("trial_epoch is only available while a Trainer runs")
+        return self.trial(dict(weights), dict(fractions or {}), dict(settings or {}))
 
     def remaining(self) -> dict:
         """Budget left per limit (``None`` where unlimited)."""
@@ -183,6 +266,9 @@ class Trainer:
     callbacks : sequence of Callback
     model_kwargs : mapping
         Extra arguments of the model constructor (e.g. ``hidden=128``).
+    robust_eval : RobustEval, optional
+        Measure PGD accuracy on validation each epoch and on test at the end (``robust_accuracy``);
+        schedulers that target robustness need it.
     progress : bool
         Show a tqdm bar over epochs.
 
@@ -213,6 +299,7 @@ class Trainer:
         metrics: Sequence[str] | None = None,
         callbacks: Iterable[Callback] = (),
         model_kwargs: Mapping | None = None,
+        robust_eval: RobustEval | None = None,
         progress: bool = True,
     ):
         if optimizer not in OPTIMIZERS:
@@ -246,6 +333,12 @@ class Trainer:
         self.weight_decay = float(weight_decay)
         self.metrics = None if metrics is None else tuple(metrics)
         self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be trustkit.train.Callback instances (schedulers are); got {type(cb).__name__}")
+        if robust_eval is not None and not isinstance(robust_eval, RobustEval):
+            raise TypeError(f"robust_eval must be a trustkit.train.RobustEval; got {type(robust_eval).__name__}")
+        self.robust_eval = robust_eval
         self.progress = progress
 
     # -- building blocks -------------------------------------------------------------------
@@ -265,7 +358,8 @@ class Trainer:
             "task": task.name,
             "task_seed": task.seed,
             "sensitive": task.sensitive,
-            "callbacks": [type(c).__name__ for c in self.callbacks],
+            "callbacks": [repr(c) if type(c).__repr__ is not object.__repr__ else type(c).__name__ for c in self.callbacks],
+            "robust_eval": None if self.robust_eval is None else dataclasses.asdict(self.robust_eval),
         }
 
     def build_model(self, task: Task) -> torch.nn.Module:
@@ -284,18 +378,31 @@ class Trainer:
             return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
 
-    def _loss(self, model, batch: Batch, weights: Mapping[str, float]) -> torch.Tensor:
+    def _loss(self, model, batch: Batch, weights: Mapping[str, float], terms=None) -> tuple[torch.Tensor, dict]:
         logits = model(batch.x)
         total = logits.new_zeros(())
-        for term in self.terms:
+        parts = {}
+        for term in self.terms if terms is None else terms:
             w = weights.get(term.name, 0.0)
             if w:
-                total = total + w * term(model, batch, logits)
-        return total
+                value = term(model, batch, logits)
+                parts[term.name] = value.detach()
+                total = total + w * value
+        return total, parts
+
+    def _cost_key(self, batch: Batch, weights) -> tuple:
+        return (len(batch.y), tuple(sorted((t.name, getattr(t, "cost_key", ())) for t in self.terms
+                                           if weights.get(t.name, 0.0))))
 
     @staticmethod
-    def _cost_key(batch: Batch, weights) -> tuple:
-        return (len(batch.y), tuple(sorted(n for n, w in weights.items() if w)))
+    def _active(weights: Mapping[str, float], fractions: Mapping[str, float], s: int) -> dict:
+        """The weights of step ``s`` of an epoch: a term with fraction f is on for an even f-share of steps."""
+        out = {}
+        for k, w in weights.items():
+            f = fractions.get(k, 1.0)
+            on = f >= 1.0 or (f > 0.0 and math.floor((s + 1) * f) > math.floor(s * f))
+            out[k] = w if on else 0.0
+        return out
 
     def _step_cost(self, model, batch: Batch, weights, cache: dict) -> StepCost | None:
         """FLOPs and saved-activation bytes of one step, from a dry run on the meta device (cached)."""
@@ -309,7 +416,7 @@ class Trainer:
                     a=None if batch.a is None else torch.zeros(batch.a.shape, dtype=torch.long, device="meta"),
                     idx=torch.zeros(batch.idx.shape, dtype=torch.long, device="meta"),
                 )
-                cache[key] = step_cost(lambda: self._loss(mm, mb, weights).backward())
+                cache[key] = step_cost(lambda: self._loss(mm, mb, weights)[0].backward())
             except Exception:  # a term the meta device cannot run: count the real step instead
                 cache[key] = None
         return cache[key]
@@ -325,6 +432,19 @@ class Trainer:
             torch.manual_seed(self.seed)
             return self._fit(task, metrics)
 
+    def _validate(self, model, task: Task, metrics) -> dict:
+        val = evaluate(model, task.val, metrics=metrics)
+        if self.robust_eval is not None:
+            val["robust_accuracy"] = self.robust_eval.measure(model, task, "val", seed=self.seed)
+        return val
+
+    def _train_step(self, model, optimizer, batch: Batch, weights) -> tuple[torch.Tensor, dict]:
+        optimizer.zero_grad(set_to_none=True)
+        loss, parts = self._loss(model, batch, weights)
+        loss.backward()
+        optimizer.step()
+        return loss, parts
+
     def _fit(self, task: Task, metrics: tuple[str, ...]) -> RunRecord:
         budget = self.budget
         model = self.build_model(task)
@@ -334,7 +454,13 @@ class Trainer:
                 f"the model has {n_params:,} parameters, more than Budget.max_params={budget.max_params:,}; "
                 "choose a smaller model (e.g. model_kwargs={'hidden': ...}) or raise the limit"
             )
+        if task.train.a is None and any(t.name == "fair" for t in self.terms):
+            raise ValueError("the fairness term needs a sensitive attribute; task "
+                                 f"{task.name!r} has none (load it with sensitive=... or drop the term)")
         optimizer = self._make_optimizer(model)
+        for t in self.terms:
+            if hasattr(t, "reset"):
+                t.reset(self.seed)
         X = torch.as_tensor(task.train.X)
         y = torch.as_tensor(task.train.y)
         a = None if task.train.a is None else torch.as_tensor(task.train.a)
@@ -344,12 +470,16 @@ class Trainer:
         meter = Meter()
         meter.params = n_params
         flops_cache: dict = {}
+
+        def batch_at(idx) -> Batch:
+            return Batch(x=X[idx], y=y[idx], a=None if a is None else a[idx], idx=idx)
+
         # memory a step needs, known before training: weights, grads, optimiser state, activations
+        # (with every term on: a scheduler may switch any of them on later)
         n_state = {"adam": 4, "adamw": 4, "sgd": 3}[self.optimizer]
         static_mb = n_state * 4 * n_params / (1024 * 1024)
         first = torch.arange(min(self.batch_size, n))
-        probe = self._step_cost(model, Batch(x=X[first], y=y[first], a=None if a is None else a[first], idx=first),
-                                self.weights, flops_cache)
+        probe = self._step_cost(model, batch_at(first), {k: 1.0 for k in self.weights}, flops_cache)
         act_mb = 0.0 if probe is None else probe.saved_bytes / (1024 * 1024)
         meter.est_memory_mb = static_mb + act_mb
         if budget.memory_mb is not None and meter.est_memory_mb > budget.memory_mb:
@@ -359,10 +489,79 @@ class Trainer:
                 f"activations at batch_size={self.batch_size}; lower batch_size, use a smaller model or raise the limit"
             )
         state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
-                           budget=budget, meter=meter)
-        step_times: deque[float] = deque(maxlen=20)
+                           budget=budget, meter=meter, terms={t.name: t for t in self.terms},
+                           fractions={k: 1.0 for k in self.weights}, robust_eval=self.robust_eval,
+                           max_epochs=self.epochs, batch_size=self.batch_size)
+        step_times: dict[tuple, deque] = {}
         eval_time = None
         stopped_by, over, message = "epochs", [], ""
+
+        def predicted_step(key, flops) -> float | None:
+            """Seconds the step will take: its key's slowest recent time, else scaled by FLOPs."""
+            if key in step_times:
+                return max(step_times[key])
+            rates = [max(v) / flops_cache[k].flops for k, v in step_times.items()
+                     if flops_cache.get(k) is not None and flops_cache[k].flops > 0]
+            if flops is not None and rates:
+                return flops * max(rates)
+            if step_times:
+                return max(max(v) for v in step_times.values())
+            return None
+
+        def predicted_eval() -> float:
+            if eval_time is not None:
+                return eval_time
+            times = [max(v) for v in step_times.values()]
+            est = max(times) if times else 0.0
+            return est * len(task.val) / (3 * self.batch_size) + 0.01
+
+        def trial(weights, fractions, settings) -> dict:
+            with meter.paused():
+                m2 = copy.deepcopy(model)
+                o2 = self._make_optimizer(m2)
+                o2.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # load_state_dict shares tensors
+                terms2 = copy.deepcopy(self.terms)
+                for name, attrs in settings.items():
+                    for t in terms2:
+                        if t.name == name:
+                            for k, v in attrs.items():
+                                setattr(t, k, v)
+                g2 = torch.Generator()
+                g2.set_state(gen.get_state())
+                perm = torch.randperm(n, generator=g2)
+                rng = torch.get_rng_state()
+                m2.train()
+                for s_ in range(steps_per_epoch):
+                    w = self._active(weights, {**state.fractions, **fractions}, s_)
+                    b = batch_at(perm[s_ * self.batch_size : (s_ + 1) * self.batch_size])
+                    o2.zero_grad(set_to_none=True)
+                    loss, _ = self._loss(m2, b, w, terms=terms2)
+                    loss.backward()
+                    o2.step()
+                torch.set_rng_state(rng)
+                return self._validate(m2, task, metrics)
+
+        state.trial = trial
+
+        excluded = 0.0
+        if budget.time_s is not None:
+            # time one step and one validation on a copy before the clock starts (excluded, reported)
+            c_start = time.perf_counter()
+            rng = torch.get_rng_state()
+            m2 = copy.deepcopy(model)
+            o2 = self._make_optimizer(m2)
+            b = batch_at(first)
+            c0 = time.perf_counter()
+            self._train_step(m2, o2, b, state.weights)
+            step_times[self._cost_key(b, state.weights)] = deque([time.perf_counter() - c0], maxlen=20)
+            c0 = time.perf_counter()
+            self._validate(m2, task, metrics)
+            eval_time = time.perf_counter() - c0
+            torch.set_rng_state(rng)
+            for t in self.terms:
+                if hasattr(t, "reset"):
+                    t.reset(self.seed)
+            excluded = time.perf_counter() - c_start
 
         bar = None
         if self.progress:
@@ -370,57 +569,71 @@ class Trainer:
 
             bar = tqdm(total=self.epochs, desc=f"{task.name}: training", leave=False)
 
-        def predicted_eval() -> float:
-            if eval_time is not None:
-                return eval_time
-            est = float(np.mean(step_times)) if step_times else 0.0
-            return est * len(task.val) / (3 * self.batch_size) + 0.01
-
         meter.start()
-        try:
+        meter.exclude(excluded)
+        cb_time = 0.0
+
+        def call(hook, *args) -> None:
+            nonlocal cb_time
+            if not self.callbacks:
+                return
+            t = meter.elapsed_s
             for cb in self.callbacks:
-                cb.on_fit_start(state)
+                getattr(cb, hook)(state, *args)
+            cb_time += meter.elapsed_s - t
+
+        try:
+            call("on_fit_start")
             for epoch in range(1, self.epochs + 1):
                 state.epoch = epoch
-                for cb in self.callbacks:
-                    cb.on_epoch_start(state)
-                model.train()
+                cb_time = 0.0
                 t_epoch = meter.elapsed_s
+                call("on_epoch_start")
+                model.train()
                 perm = torch.randperm(n, generator=gen)
-                losses, steps = [], 0
+                losses, steps, norms = [], 0, []
+                term_time = {k: 0.0 for k in state.weights}
                 for s in range(steps_per_epoch):
-                    idx = perm[s * self.batch_size : (s + 1) * self.batch_size]
-                    batch = Batch(x=X[idx], y=y[idx], a=None if a is None else a[idx], idx=idx)
-                    cost = self._step_cost(model, batch, state.weights, flops_cache)
+                    batch = batch_at(perm[s * self.batch_size : (s + 1) * self.batch_size])
+                    weights = self._active(state.weights, state.fractions, s)
+                    key = self._cost_key(batch, weights)
+                    cost = self._step_cost(model, batch, weights, flops_cache)
                     fl = None if cost is None else cost.flops
                     if budget.flops is not None and fl is not None and meter.flops + fl > budget.flops:
                         stopped_by = "flops"
                         break
-                    if budget.time_s is not None and step_times:
-                        # pessimistic: the slowest recent step, the closing validation with a 25%
-                        # margin, and a few ms of bookkeeping; wall-clock noise can still exceed it
-                        need = max(step_times) + 1.25 * predicted_eval() + _BOOKKEEPING_S
-                        if meter.elapsed_s + need > budget.time_s:
-                            stopped_by = "time_s"
-                            break
+                    if budget.time_s is not None:
+                        # pessimistic: the slowest recent step of this kind, the closing validation
+                        # with a 25% margin, and a few ms of bookkeeping
+                        pred = predicted_step(key, fl)
+                        if pred is not None:
+                            need = pred + 1.25 * predicted_eval() + _BOOKKEEPING_S
+                            if meter.elapsed_s + need > budget.time_s:
+                                stopped_by = "time_s"
+                                break
                     t0 = meter.elapsed_s
-                    optimizer.zero_grad(set_to_none=True)
                     if fl is None:  # the meta dry run failed: count this real step once, then reuse
                         with torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
-                            loss = self._loss(model, batch, state.weights)
-                            loss.backward()
+                            loss, parts = self._train_step(model, optimizer, batch, weights)
                         fl = int(fc.get_total_flops())
-                        flops_cache[self._cost_key(batch, state.weights)] = StepCost(flops=fl, saved_bytes=0)
+                        flops_cache[key] = StepCost(flops=fl, saved_bytes=0)
                     else:
-                        loss = self._loss(model, batch, state.weights)
-                        loss.backward()
-                    optimizer.step()
+                        loss, parts = self._train_step(model, optimizer, batch, weights)
+                    if s % 10 == 0:
+                        grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+                        if grads:
+                            norms.append(float(torch.stack(grads).norm()))
                     meter.add_flops(fl)
                     meter.sample()
-                    step_times.append(meter.elapsed_s - t0)
+                    dt = meter.elapsed_s - t0
+                    step_times.setdefault(key, deque(maxlen=20)).append(dt)
+                    for k, w in weights.items():
+                        if w:
+                            term_time[k] = term_time.get(k, 0.0) + dt
                     losses.append(float(loss.detach()))
                     steps += 1
                     state.step += 1
+                    call("on_step_end", batch, parts)
                     if budget.memory_mb is not None and meter.peak_memory_mb > budget.memory_mb:
                         stopped_by, over = "memory_mb", ["memory_mb"]
                         break
@@ -430,7 +643,7 @@ class Trainer:
                 if steps == 0:
                     break
                 t_eval = meter.elapsed_s
-                val = evaluate(model, task.val, metrics=metrics)
+                val = self._validate(model, task, metrics)
                 eval_time = meter.elapsed_s - t_eval
                 meter.sample()
                 record = EpochRecord(
@@ -438,11 +651,14 @@ class Trainer:
                     weights=dict(state.weights), time_s=meter.elapsed_s,
                     epoch_time_s=meter.elapsed_s - t_epoch, eval_time_s=eval_time,
                     peak_memory_mb=meter.peak_memory_mb, flops=meter.flops,
-                    partial=steps < steps_per_epoch,
+                    partial=steps < steps_per_epoch, fractions=dict(state.fractions),
+                    settings={f"{t.name}_{k}": v for t in self.terms for k, v in _settings(t).items()},
+                    term_time_s=term_time, callback_s=0.0,
+                    grad_norm=float(np.mean(norms)) if norms else float("nan"),
                 )
                 state.history.append(record)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(state, record)
+                call("on_epoch_end", record)
+                record.callback_s = cb_time
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{record.train_loss:.3f}", t=f"{record.time_s:.1f}s")
@@ -453,6 +669,7 @@ class Trainer:
                     break
         finally:
             meter.stop()
+            state.trial = None
             if bar is not None:
                 bar.close()
 
@@ -464,6 +681,9 @@ class Trainer:
         if not state.history:
             message = (f"the budget ({stopped_by}) was too small for a single training step; "
                        "test metrics are those of the untrained model")
+        elif not any(not e.partial for e in state.history):
+            message = (f"the budget ({stopped_by}) was too small for one full epoch: it allowed "
+                       f"{state.history[0].steps} of {steps_per_epoch} steps; the record holds that partial epoch")
         elif stopped_by in ("time_s", "flops", "memory_mb"):
             message = f"stopped by the {stopped_by} budget after {state.step} steps ({len(state.history)} epochs started)"
         fraction = {}
@@ -472,9 +692,20 @@ class Trainer:
             limit = getattr(budget, f)
             fraction[f] = None if limit is None else used / limit
         test = evaluate(model, task.test, metrics=metrics)
+        if self.robust_eval is not None:
+            test["robust_accuracy"] = self.robust_eval.measure(model, task, "test", seed=self.seed)
         self.model_ = model
         return RunRecord(
             task=task.name, seed=self.seed, config=self.config(task), epochs=state.history, test=test,
             usage=usage, budget=budget.to_dict(), budget_fraction=fraction, stopped_by=stopped_by,
             over_budget=over, message=message,
         )
+
+
+def _settings(term) -> dict:
+    """The knobs of a term a scheduler may change (recorded per epoch)."""
+    out = {}
+    for k in ("attack", "steps", "eps"):
+        if hasattr(term, k):
+            out[k] = getattr(term, k)
+    return out
