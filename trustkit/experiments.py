@@ -226,7 +226,6 @@ def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+
 
 def _selection_run(cfg: Mapping) -> dict:
     import time
-
     import warnings
 
     from .select import fairlearn_reference, subset_task

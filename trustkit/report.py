@@ -103,8 +103,8 @@ def run_notebook(
                         progress_bar=progress, cwd=str(path.parent))
     out = {"notebook": executed}
     if html:
-        from nbconvert import HTMLExporter
         import nbformat
+        from nbconvert import HTMLExporter
 
         body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
         out["html"] = executed.with_suffix(".html")

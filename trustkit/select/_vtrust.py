@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .._validation import check_choice, check_fraction, check_int, check_positive
-from ..data import Task, corrupt_images, CORRUPTIONS, feature_noise, flip_labels
+from ..data import CORRUPTIONS, Task, corrupt_images, feature_noise, flip_labels
 from ..models import make_model
 from ..train import Callback, Trainer
 from ._features import sample_grads, value_features

@@ -23,7 +23,7 @@ rule), :class:`CausalScheduler` (000's linear-SCM allocator, with its ablations)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
