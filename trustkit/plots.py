@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 
 __all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart",
-           "sweep_chart", "box_chart", "data_map_chart", "image_grid"]
+           "sweep_chart", "box_chart", "data_map_chart", "image_grid", "pareto_chart", "trajectory_chart"]
 
 
 def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -180,3 +180,39 @@ def image_grid(X, titles=None, *, scale: int = 3, columns: int = 8) -> bytes:
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def pareto_chart(results: pd.DataFrame, *, x: str = "time_s", y: str = "dp_gap", by: str = "method",
+                 minimize_y: bool = True, title: str | None = None) -> alt.LayerChart:
+    """Mean ± std of ``y`` against mean ``x`` per (``by``, regime), with the Pareto front of the means drawn.
+
+    ``results`` has one row per run (columns ``by``, ``regime``, ``x``, ``y``); e.g. the fairness gap
+    (lower is better) or robust accuracy (higher is better) against training time.
+    """
+    from .stats import mean_std, pareto_front
+
+    _check(results, [x, y, by, "regime"])
+    s = mean_std(results.dropna(subset=[y]), by=[by, "regime"], metrics=[x, y]).fillna({f"{y}_std": 0.0})
+    s["lo"], s["hi"] = s[f"{y}_mean"] - s[f"{y}_std"], s[f"{y}_mean"] + s[f"{y}_std"]
+    front = pareto_front(s, x=f"{x}_mean", y=f"{y}_mean", minimize=[f"{x}_mean"] + ([f"{y}_mean"] if minimize_y else []))
+    ex = alt.X(f"{x}_mean:Q", title=f"{x.replace('_', ' ')} (mean)", scale=alt.Scale(type="log"))
+    ey = alt.Y(f"{y}_mean:Q", title=f"{y.replace('_', ' ')} ({'lower' if minimize_y else 'higher'} is better)",
+               scale=alt.Scale(zero=False))
+    base = alt.Chart(s)
+    pts = base.mark_point(filled=True, size=60).encode(
+        x=ex, y=ey, color=f"{by}:N", shape="regime:N",
+        tooltip=[by, "regime", alt.Tooltip(f"{x}_mean:Q", format=".2f"), alt.Tooltip(f"{y}_mean:Q", format=".3f"),
+                 alt.Tooltip(f"{y}_std:Q", format=".3f"), "n"])
+    bars = base.mark_rule(opacity=0.5).encode(x=ex, y="lo:Q", y2="hi:Q", color=f"{by}:N")
+    line = alt.Chart(front).mark_line(color="black", strokeDash=[4, 3]).encode(x=ex, y=ey)
+    return (bars + pts + line).properties(width=420, height=280,
+                                          title=title or f"{y} vs {x}: mean ± std over seeds, dashed = Pareto front")
+
+
+def trajectory_chart(traj: pd.DataFrame, *, value: str = "lam_fair", by: str = "method") -> alt.Chart:
+    """A scheduler's λ (or allocation) per epoch, one line per ``by`` (e.g. per method, seed 0)."""
+    _check(traj, ["epoch", value, by])
+    return alt.Chart(traj).mark_line(point=True).encode(
+        x=alt.X("epoch:Q"), y=alt.Y(f"{value}:Q", title=value.replace("_", " ")), color=f"{by}:N",
+        tooltip=[by, "epoch", alt.Tooltip(f"{value}:Q", format=".3f")],
+    ).properties(width=300, height=200, title=f"{value.replace('_', ' ')} over epochs")

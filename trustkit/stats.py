@@ -1,4 +1,4 @@
-"""Summaries over seeds: mean ± standard deviation tables."""
+"""Summaries over seeds: mean ± standard deviation tables, paired t-tests, Pareto fronts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "format_mean_std"]
+__all__ = ["mean_std", "format_mean_std", "paired_ttest", "best_baseline", "pareto_front"]
 
 
 def mean_std(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -50,3 +50,94 @@ def format_mean_std(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Seque
         ]
     out["n"] = s["n"]
     return out
+
+
+def best_baseline(df: pd.DataFrame, *, methods: Sequence[str], score: str = "val_score", by: Sequence[str] = (),
+                  method_col: str = "method") -> pd.DataFrame:
+    """The method among ``methods`` with the highest mean ``score`` (a validation score) per ``by`` group.
+
+    Returns one row per group with columns ``by`` + ``[method_col, score]``. Choosing on validation
+    keeps the test comparison honest.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"method": ["a", "a", "b", "b"], "val_score": [0.5, 0.7, 0.8, 0.6]})
+    >>> best_baseline(df, methods=["a", "b"]).values.tolist()
+    [['b', 0.7]]
+    """
+    by = list(by)
+    sub = df[df[method_col].isin(methods)]
+    if sub.empty:
+        raise ValueError(f"none of the baseline methods {list(methods)} is in the results")
+    means = sub.groupby(by + [method_col], sort=False)[score].mean().reset_index()
+    if not by:
+        return means.loc[[means[score].idxmax()]].reset_index(drop=True)
+    idx = means.groupby(by, sort=False)[score].idxmax()
+    return means.loc[idx].reset_index(drop=True)
+
+
+def paired_ttest(df: pd.DataFrame, *, metric: str, baseline: str, methods: Sequence[str] | None = None,
+                 pair_on: str = "seed", method_col: str = "method") -> pd.DataFrame:
+    """Paired t-test (scipy ``ttest_rel``) of each method against ``baseline`` on ``metric``, paired by seed.
+
+    Returns, per method: the mean of the baseline and of the method, the mean difference
+    (method − baseline), its relative change, the t statistic, the two-sided p-value and the number
+    of pairs. Seeds missing for either side are dropped; fewer than 2 pairs or constant
+    differences give a NaN p-value.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"method": ["b"] * 3 + ["m"] * 3, "seed": [0, 1, 2] * 2, "gap": [0.2, 0.3, 0.25, 0.1, 0.22, 0.14]})
+    >>> row = paired_ttest(df, metric="gap", baseline="b").iloc[0]
+    >>> row["method"], round(float(row["diff"]), 3), round(float(row["p_value"]), 4)
+    ('m', -0.097, 0.0082)
+    """
+    from scipy import stats as st
+
+    for c in (metric, pair_on, method_col):
+        if c not in df.columns:
+            raise ValueError(f"column {c!r} is not in the results; available: {list(df.columns)}")
+    if baseline not in set(df[method_col]):
+        raise ValueError(f"baseline {baseline!r} is not among the methods {sorted(set(df[method_col]))}")
+    base = df[df[method_col] == baseline].set_index(pair_on)[metric]
+    rows = []
+    for m in methods if methods is not None else [m for m in dict.fromkeys(df[method_col]) if m != baseline]:
+        cur = df[df[method_col] == m].set_index(pair_on)[metric]
+        pairs = pd.concat([base, cur], axis=1, keys=["b", "m"]).dropna()
+        d = pairs["m"] - pairs["b"]
+        p = t = float("nan")
+        if len(pairs) >= 2 and float(d.std(ddof=1)) > 0:
+            res = st.ttest_rel(pairs["m"], pairs["b"])
+            t, p = float(res.statistic), float(res.pvalue)
+        mb = float(pairs["b"].mean()) if len(pairs) else float("nan")
+        rows.append({"method": m, "baseline": baseline, "metric": metric, "baseline_mean": mb,
+                     "method_mean": float(pairs["m"].mean()) if len(pairs) else float("nan"),
+                     "diff": float(d.mean()) if len(pairs) else float("nan"),
+                     "rel_change": float(d.mean() / mb) if len(pairs) and mb else float("nan"),
+                     "t": t, "p_value": p, "n": len(pairs)})
+    return pd.DataFrame(rows)
+
+
+def pareto_front(df: pd.DataFrame, *, x: str, y: str, minimize: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows of ``df`` not dominated in (``x``, ``y``); a column listed in ``minimize`` is better lower.
+
+    Sorted by ``x``. A row is dominated when another is at least as good in both and better in one.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"time": [1, 2, 3, 2], "gap": [0.3, 0.2, 0.25, 0.1]})
+    >>> pareto_front(df, x="time", y="gap", minimize=["time", "gap"])[["time", "gap"]].values.tolist()
+    [[1.0, 0.3], [2.0, 0.1]]
+    """
+    for c in (x, y):
+        if c not in df.columns:
+            raise ValueError(f"column {c!r} is not in the frame; available: {list(df.columns)}")
+    sx = 1.0 if x in minimize else -1.0
+    sy = 1.0 if y in minimize else -1.0
+    vals = np.stack([sx * df[x].to_numpy(float), sy * df[y].to_numpy(float)], 1)
+    keep = []
+    for i, v in enumerate(vals):
+        if not np.isfinite(v).all():
+            continue
+        dominated = np.any(np.all(vals <= v, axis=1) & np.any(vals < v, axis=1))
+        keep.append(not dominated)
+    ok = [i for i, v in enumerate(vals) if np.isfinite(v).all()]
+    out = df.iloc[[i for i, k in zip(ok, keep) if k]]
+    return out.sort_values(x).astype({x: float, y: float})

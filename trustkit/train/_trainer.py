@@ -242,6 +242,42 @@ class TrainState:
         }
 
 
+class _Batches:
+    """Row indices of the mini-batches: a fresh seeded permutation per pass over the data.
+
+    With ``epoch_steps=None`` an epoch is one pass (a new permutation at each epoch start). With
+    ``epoch_steps=k`` an "epoch" is a slice of k steps that continues where the last one stopped,
+    drawing a new permutation when a pass ends (schedulers then decide every k steps).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch_steps: int | None):
+        self.n, self.bs, self.epoch_steps = n, batch_size, epoch_steps
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm: torch.Tensor | None = None
+        self.cursor = 0
+
+    @property
+    def steps(self) -> int:
+        return self.epoch_steps if self.epoch_steps is not None else math.ceil(self.n / self.bs)
+
+    def start_epoch(self) -> None:
+        if self.epoch_steps is None:
+            self.perm, self.cursor = None, 0
+
+    def next(self) -> torch.Tensor:
+        if self.perm is None or self.cursor >= self.n:
+            self.perm, self.cursor = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.perm[self.cursor : self.cursor + self.bs]
+        self.cursor += self.bs
+        return idx
+
+    def clone(self) -> "_Batches":
+        c = _Batches(self.n, self.bs, 0, self.epoch_steps)
+        c.gen.set_state(self.gen.get_state())
+        c.perm, c.cursor = self.perm, self.cursor
+        return c
+
+
 class Trainer:
     """Empirical risk minimisation (and, through terms and callbacks, everything built on it) under a budget.
 
@@ -257,6 +293,9 @@ class Trainer:
     optimizer : {"adam", "adamw", "sgd"}
     lr, weight_decay, batch_size, epochs
         The usual; ``epochs`` is the most the run will do if the budget allows.
+    epoch_steps : int, optional
+        Make an "epoch" a slice of this many steps instead of a pass over the data: validation,
+        records and scheduler decisions then happen every ``epoch_steps`` steps.
     budget : Budget, optional
         Hard limits; default unlimited.
     seed : int
@@ -294,6 +333,7 @@ class Trainer:
         weight_decay: float = 0.0,
         batch_size: int = 128,
         epochs: int = 20,
+        epoch_steps: int | None = None,
         budget: Budget | None = None,
         seed: int = 0,
         metrics: Sequence[str] | None = None,
@@ -311,6 +351,7 @@ class Trainer:
             raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.epochs = check_int("epochs", epochs, minimum=1)
+        self.epoch_steps = None if epoch_steps is None else check_int("epoch_steps", epoch_steps, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
         if budget is not None and not isinstance(budget, Budget):
             raise TypeError(f"budget must be a trustkit.budget.Budget; got {type(budget).__name__}")
@@ -351,6 +392,7 @@ class Trainer:
             "weight_decay": self.weight_decay,
             "batch_size": self.batch_size,
             "epochs": self.epochs,
+            "epoch_steps": self.epoch_steps,
             "terms": [repr(t) for t in self.terms],
             "weights": dict(self.weights),
             "seed": self.seed,
@@ -465,8 +507,8 @@ class Trainer:
         y = torch.as_tensor(task.train.y)
         a = None if task.train.a is None else torch.as_tensor(task.train.a)
         n = len(y)
-        steps_per_epoch = math.ceil(n / self.batch_size)
-        gen = torch.Generator().manual_seed(self.seed)
+        batches = _Batches(n, self.batch_size, self.seed, self.epoch_steps)
+        steps_per_epoch = batches.steps
         meter = Meter()
         meter.params = n_params
         flops_cache: dict = {}
@@ -526,14 +568,13 @@ class Trainer:
                         if t.name == name:
                             for k, v in attrs.items():
                                 setattr(t, k, v)
-                g2 = torch.Generator()
-                g2.set_state(gen.get_state())
-                perm = torch.randperm(n, generator=g2)
+                b2 = batches.clone()
+                b2.start_epoch()
                 rng = torch.get_rng_state()
                 m2.train()
                 for s_ in range(steps_per_epoch):
                     w = self._active(weights, {**state.fractions, **fractions}, s_)
-                    b = batch_at(perm[s_ * self.batch_size : (s_ + 1) * self.batch_size])
+                    b = batch_at(b2.next())
                     o2.zero_grad(set_to_none=True)
                     loss, _ = self._loss(m2, b, w, terms=terms2)
                     loss.backward()
@@ -590,11 +631,11 @@ class Trainer:
                 t_epoch = meter.elapsed_s
                 call("on_epoch_start")
                 model.train()
-                perm = torch.randperm(n, generator=gen)
+                batches.start_epoch()
                 losses, steps, norms = [], 0, []
                 term_time = {k: 0.0 for k in state.weights}
                 for s in range(steps_per_epoch):
-                    batch = batch_at(perm[s * self.batch_size : (s + 1) * self.batch_size])
+                    batch = batch_at(batches.next())
                     weights = self._active(state.weights, state.fractions, s)
                     key = self._cost_key(batch, weights)
                     cost = self._step_cost(model, batch, weights, flops_cache)

@@ -1,205 +1,21 @@
-"""Experiment grids with a resumable result store.
-
-Every finished run is written to the store at once, atomically (a temporary file renamed into
-place), as JSON — so a sweep that is killed keeps every finished result, and running it again
-skips what is already there. No pickles.
-"""
+"""Training-subset selection experiments: VTruST against its baselines (Table 1), λ search, robust selection."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
-from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ._validation import check_choice, check_int, check_positive
-from .budget import Budget
-from .data import DATASETS, TABULAR_DATASETS, load_task, with_label_noise
-from .metrics import trust_profile
-from .train import Trainer
+from .._validation import check_choice, check_int
+from ..data import DATASETS, load_task
+from ..train import Trainer
+from ._overview import QUICK_CORRUPTIONS
+from ._store import ResultStore, run_grid
 
-__all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
-           "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
-           "robust_selection_comparison", "ROBUST_METHODS", "saug_pool"]
-
-#: One corruption per family, for quick runs.
-QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast", "pixelate")
-
-
-def run_key(config: Mapping) -> str:
-    """A stable short hash of a JSON-able config; the store's file name for that run."""
-    blob = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class ResultStore:
-    """A folder of JSON records, one file per run, written atomically.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> store = ResultStore(tempfile.mkdtemp())
-    >>> store.put({"dataset": "adult", "seed": 0}, {"accuracy": 0.85})
-    >>> store.has({"dataset": "adult", "seed": 0}), len(store)
-    (True, 1)
-    >>> store.frame()[["dataset", "seed", "accuracy"]].values.tolist()
-    [['adult', 0, 0.85]]
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-
-    def _file(self, config: Mapping) -> Path:
-        return self.path / f"{run_key(config)}.json"
-
-    def has(self, config: Mapping) -> bool:
-        return self._file(config).is_file()
-
-    def put(self, config: Mapping, result: Mapping) -> None:
-        payload = json.dumps({"config": dict(config), "result": dict(result)}, default=float, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._file(config))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def get(self, config: Mapping) -> dict:
-        return json.loads(self._file(config).read_text())["result"]
-
-    def records(self) -> list[dict]:
-        out = []
-        for f in sorted(self.path.glob("*.json")):
-            d = json.loads(f.read_text())
-            out.append({**d["config"], **d["result"]})
-        return out
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records())
-
-    def __len__(self) -> int:
-        return len(list(self.path.glob("*.json")))
-
-
-def run_grid(
-    configs: Iterable[Mapping],
-    run: Callable[[Mapping], Mapping],
-    *,
-    store: ResultStore | None = None,
-    progress: bool = True,
-    desc: str = "runs",
-) -> pd.DataFrame:
-    """Run ``run(config)`` for each config, skipping configs already in ``store``.
-
-    Results are stored as each run finishes. Returns one row per config (config and result).
-    """
-    configs = [dict(c) for c in configs]
-    it = configs
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(configs, desc=desc)
-    rows = []
-    for cfg in it:
-        if store is not None and store.has(cfg):
-            result = store.get(cfg)
-        else:
-            result = dict(run(cfg))
-            if store is not None:
-                store.put(cfg, result)
-        rows.append({**cfg, **result})
-    return pd.DataFrame(rows)
-
-
-def _erm_run(cfg: Mapping) -> dict:
-    task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
-    model = "cnn" if task.kind == "image" else "mlp"
-    budget = Budget(time_s=cfg["time_budget_s"])
-    trainer = Trainer(model=model, epochs=cfg["epochs"], lr=cfg["lr"], budget=budget, seed=cfg["seed"], progress=False)
-    record = trainer.fit(task)
-    quick = cfg["quick"]
-    row = trust_profile(
-        trainer.model_, task,
-        corruptions=QUICK_CORRUPTIONS if quick else None,
-        severities=(1, 3, 5) if quick else (1, 2, 3, 4, 5),
-        max_examples=400 if quick else None,
-        seed=cfg["seed"],
-    )
-    if task.kind == "tabular" and cfg.get("label_noise"):
-        noisy = with_label_noise(task, cfg["label_noise"], seed=cfg["seed"])
-        t2 = Trainer(model=model, epochs=cfg["epochs"], lr=cfg["lr"], budget=budget, seed=cfg["seed"], progress=False)
-        r2 = t2.fit(noisy)
-        row["label_noise_acc"] = r2.test["accuracy"]
-    row.update({
-        "task": task.name,
-        "model": model,
-        "epochs_done": record.completed_epochs,
-        "stopped_by": record.stopped_by,
-        "train_time_s": record.usage["time_s"],
-        "peak_memory_mb": record.usage["peak_memory_mb"],
-        "est_memory_mb": record.usage["est_memory_mb"],
-        "params": record.usage["params"],
-        "gflops": record.usage["flops"] / 1e9,
-        "n_train": len(task.train),
-    })
-    return row
-
-
-def erm_overview(
-    datasets: Sequence[str] = ("adult", "compas", "german", "digits"),
-    *,
-    seeds: Sequence[int] = (0, 1, 2),
-    time_budget_s: float = 5.0,
-    epochs: int = 30,
-    lr: float = 3e-3,
-    label_noise: float = 0.2,
-    quick: bool = True,
-    store: ResultStore | str | None = None,
-    dataset_kwargs: Mapping[str, Mapping] | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Train ERM on each dataset and seed under a time budget and measure its full trust profile.
-
-    One row per (dataset, seed): test utility, fairness, adversarial, corruption/noise and OOD
-    metrics, the clean test accuracy when trained on labels flipped at ``label_noise`` (tables),
-    and the run's measured costs. With ``store``, finished runs are kept and skipped on re-run.
-
-    ``dataset_kwargs`` maps a dataset name to its loader's arguments: your own table is
-    ``"csv": {"path": ..., "label": ..., "sensitive": ..., "positive_label": ...}``, MNIST is
-    ``"mnist": {"root": ..., "max_train": 10000}``. The ``task`` column names each task.
-    """
-    check_positive("time_budget_s", time_budget_s)
-    if isinstance(store, (str, os.PathLike)):
-        store = ResultStore(store)
-    configs = [
-        {"job": "erm_overview", "dataset": d, "seed": int(s), "time_budget_s": float(time_budget_s),
-         "epochs": int(epochs), "lr": float(lr), "quick": bool(quick),
-         "label_noise": float(label_noise) if d in (*TABULAR_DATASETS, "csv") else 0.0}
-        for d in datasets for s in seeds
-    ]
-    dataset_kwargs = {k: dict(v) for k, v in (dataset_kwargs or {}).items()}
-    for d in datasets:  # fail fast on a bad name or a missing loader argument, before any training
-        check_choice("dataset", d, DATASETS)
-        needs = {"mnist": "root", "cifar10": "root", "csv": "path"}.get(d)
-        if needs and needs not in dataset_kwargs.get(d, {}):
-            raise ValueError(f"dataset {d!r} needs dataset_kwargs={{{d!r}: {{{needs!r}: ...}}}}")
-    for c in configs:
-        if dataset_kwargs.get(c["dataset"]):
-            c["loader"] = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in dataset_kwargs[c["dataset"]].items()}
-    return run_grid(configs, _erm_run, store=store, progress=progress, desc="ERM runs")
-
-
-# --- training-subset selection (VTruST and baselines) ----------------------------------------------
+__all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
+           "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool"]
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "vtrust")
 REFERENCE_METHODS = ("expgrad", "threshold")

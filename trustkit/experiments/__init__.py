@@ -1,0 +1,36 @@
+"""Experiments: sweeps over datasets, seeds and methods with a resumable result store.
+
+* :mod:`._store`: :class:`ResultStore` (one atomic JSON file per finished run) and :func:`run_grid`;
+* :mod:`._overview`: the ERM trust overview (:func:`erm_overview`);
+* :mod:`._selection`: VTruST and its baselines (:func:`selection_comparison`, …);
+* :mod:`._adaptive`: adaptive trust-aware training under budget regimes (:func:`adaptive_comparison`, …).
+"""
+
+from ._adaptive import (
+    ADAPTIVE_METHODS,
+    REGIMES,
+    STATIC_METHODS,
+    adaptive_comparison,
+    adaptive_run,
+    interactive_run,
+    reference_time,
+)
+from ._overview import QUICK_CORRUPTIONS, erm_overview
+from ._selection import (
+    REFERENCE_METHODS,
+    ROBUST_METHODS,
+    SELECTION_METHODS,
+    lambda_search,
+    robust_selection_comparison,
+    saug_pool,
+    select_subset,
+    selection_comparison,
+    selection_explanations,
+)
+from ._store import ResultStore, run_grid, run_key
+
+__all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
+           "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
+           "robust_selection_comparison", "ROBUST_METHODS", "saug_pool",
+           "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "reference_time", "adaptive_run", "adaptive_comparison",
+           "interactive_run"]
