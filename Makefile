@@ -41,6 +41,8 @@ bench: venv
 	$(PY) benchmarks/memory_estimate.py
 	$(PY) benchmarks/vtrust_table1.py --seeds 5
 	$(PY) benchmarks/vtrust_robust.py --seeds 3
+	$(PY) benchmarks/scheduler_overhead.py
+	$(PY) benchmarks/adaptive_vs_static.py --seeds 5
 
 clean-reports:
 	rm -rf reports

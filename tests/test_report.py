@@ -115,3 +115,38 @@ def test_vtrust_notebook_rejects_lambda_outside_unit_interval(tmp_path):
 
     with pytest.raises(pm.PapermillExecutionError, match=r"lam and lams must lie in \[0, 1\]"):
         run_notebook("vtrust", out_dir=tmp_path, parameters={"lam": 1.5}, html=False, progress=False)
+
+
+@pytest.mark.notebook
+def test_adaptive_notebook_runs_in_quick_mode(tmp_path):
+    params = {"dataset": "compas", "regimes": ["low", "high"], "seeds": [0, 1], "static_charts": True,
+              "schedulers": ["erm", "static", "fgsm_rs", "dynamic", "efficienttrust", "oracle", "atats_pid", "atats_bandit",
+                             "dual", "expgrad"]}
+    paths = run_notebook("adaptive", out_dir=tmp_path, parameters=params, progress=False)
+    nb = nbformat.read(paths["notebook"], as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "reference full run on compas" in text and "[low] dp_gap: best adaptive" in text
+    assert "accuracy" in text and "stopped by" in text  # the panel ran once with its default values
+    import pandas as pd
+
+    res = pd.read_csv(tmp_path / "adaptive_compas.csv")
+    assert len(res) == 2 * 10 * 2
+    trained = res[res.method != "expgrad"]
+    low = trained[trained.regime == "low"]
+    assert (low.time_s <= low.time_s.max()).all() and (low.over_budget.fillna("") == "").all()
+    tests = pd.read_csv(tmp_path / "adaptive_tests_compas.csv")
+    assert {"dp_gap", "robust_accuracy"} <= set(tests.metric)
+    for name in ("fairness", "robustness"):
+        assert (tmp_path / "figures" / f"adaptive_pareto_{name}_compas.png").is_file()
+
+
+@pytest.mark.notebook
+def test_adaptive_notebook_rejects_bad_parameters(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="parameter 'regimes' must be list of str"):
+        run_notebook("adaptive", out_dir=tmp_path, parameters={"regimes": "low"}, html=False, progress=False)
+    with pytest.raises(pm.PapermillExecutionError, match=r"parameter 'schedulers' has \['causal'\]; allowed"):
+        run_notebook("adaptive", out_dir=tmp_path, parameters={"schedulers": ["causal"]}, html=False, progress=False)

@@ -22,3 +22,48 @@ def test_format_and_errors():
     assert out["m"].tolist() == ["1.50 ± 0.71", "3.00"]
     with pytest.raises(ValueError, match=r"columns \['x'\] are not in the results"):
         mean_std(df, by="d", metrics=["x"])
+
+
+def test_paired_ttest_matches_scipy_and_handles_missing_seeds():
+    from scipy.stats import ttest_rel
+
+    from trustkit.stats import paired_ttest
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.2, 0.03, 5)
+    other = base - 0.05 + rng.normal(0, 0.01, 5)
+    df = pd.DataFrame({"method": ["b"] * 5 + ["m"] * 5, "seed": list(range(5)) * 2, "gap": np.r_[base, other]})
+    row = paired_ttest(df, metric="gap", baseline="b").iloc[0]
+    ref = ttest_rel(other, base)
+    assert row["p_value"] == pytest.approx(ref.pvalue) and row["t"] == pytest.approx(ref.statistic)
+    assert row["diff"] == pytest.approx((other - base).mean()) and row["n"] == 5
+    assert row["rel_change"] == pytest.approx((other - base).mean() / base.mean())
+    short = df.drop(index=[9])  # seed 4 missing for m: 4 pairs
+    assert paired_ttest(short, metric="gap", baseline="b").iloc[0]["n"] == 4
+    with pytest.raises(ValueError, match="baseline 'x'"):
+        paired_ttest(df, metric="gap", baseline="x")
+    with pytest.raises(ValueError, match="column 'acc'"):
+        paired_ttest(df, metric="acc", baseline="b")
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_points():
+    from trustkit.stats import pareto_front
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"t": rng.uniform(0, 1, 60), "acc": rng.uniform(0, 1, 60)})
+    front = pareto_front(df, x="t", y="acc", minimize=["t"])
+    for i, r in df.iterrows():
+        dominated = ((df.t <= r.t) & (df.acc >= r.acc) & ((df.t < r.t) | (df.acc > r.acc))).any()
+        assert (i in front.index) == (not dominated)
+    assert front["t"].is_monotonic_increasing and front["acc"].is_monotonic_increasing
+
+
+def test_best_baseline_uses_the_mean_score_per_group():
+    from trustkit.stats import best_baseline
+
+    df = pd.DataFrame({"regime": ["low"] * 4 + ["high"] * 4, "method": ["a", "a", "b", "b"] * 2,
+                       "val_score": [0.9, 0.1, 0.6, 0.6, 0.2, 0.3, 0.5, 0.4]})
+    out = best_baseline(df, methods=["a", "b"], by=["regime"]).set_index("regime")["method"].to_dict()
+    assert out == {"low": "b", "high": "b"}
+    with pytest.raises(ValueError, match="none of the baseline methods"):
+        best_baseline(df, methods=["z"])

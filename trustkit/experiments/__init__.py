@@ -8,6 +8,7 @@
 
 from ._adaptive import (
     ADAPTIVE_METHODS,
+    FAIRNESS_ONLY,
     REGIMES,
     STATIC_METHODS,
     adaptive_comparison,
@@ -32,5 +33,5 @@ from ._store import ResultStore, run_grid, run_key
 __all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
            "robust_selection_comparison", "ROBUST_METHODS", "saug_pool",
-           "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "reference_time", "adaptive_run", "adaptive_comparison",
+           "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
            "interactive_run"]

@@ -370,7 +370,7 @@ class _Allocator(Scheduler):
 
     def _affordable(self, state: TrainState) -> list[Allocation]:
         left = state.remaining()["time_s"]
-        steps = math.ceil(len(state.task.train) / state.batch_size)
+        steps = state.steps_per_epoch
         if left is None or self._base is None:
             return list(self._cands)
         ok = [c for c in self._cands if self.cost(c, steps)["total"] <= left]
@@ -482,7 +482,7 @@ class CausalScheduler(_Allocator):
             choice = choice if choice in cands else cands[0]
             pred = None
         else:
-            steps = h[-1].steps if h and not h[-1].partial else math.ceil(len(state.task.train) / state.batch_size)
+            steps = state.steps_per_epoch
             coef = self.fit()
             if coef is None or self._rng.random() < self.explore:
                 choice, pred = cands[int(self._rng.integers(len(cands)))], None
@@ -539,7 +539,7 @@ class OracleScheduler(_Allocator):
                 self._prev_val = h[-1].val if h else _initial_val(state, evaluate)
         prev = h[-1].val if h else self._prev_val
         lam = self.lambdas.step_lambdas(state) if self.lambdas is not None else {"fair": self.lam_fair, "rob": self.lam_rob}
-        steps = math.ceil(len(state.task.train) / state.batch_size)
+        steps = state.steps_per_epoch
         best, best_score, row = None, -math.inf, {"epoch": state.epoch}
         for c in self._affordable(state):
             val = state.trial_epoch({**state.weights, "fair": lam["fair"], "rob": lam["rob"]},

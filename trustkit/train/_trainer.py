@@ -210,6 +210,7 @@ class TrainState:
     robust_eval: RobustEval | None = None
     max_epochs: int = 0
     batch_size: int = 128
+    steps_per_epoch: int = 0
 
     def progress(self) -> float:
         """Share of the run used so far: of the time budget if there is one, else of the epochs."""
@@ -533,7 +534,7 @@ class Trainer:
         state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
                            budget=budget, meter=meter, terms={t.name: t for t in self.terms},
                            fractions={k: 1.0 for k in self.weights}, robust_eval=self.robust_eval,
-                           max_epochs=self.epochs, batch_size=self.batch_size)
+                           max_epochs=self.epochs, batch_size=self.batch_size, steps_per_epoch=steps_per_epoch)
         step_times: dict[tuple, deque] = {}
         eval_time = None
         stopped_by, over, message = "epochs", [], ""
