@@ -471,7 +471,6 @@ class CausalScheduler(_Allocator):
         return self._features(self.cost(alloc, steps)) @ coef
 
     def decide(self, state: TrainState) -> Action:
-        h = state.history
         cands = self._affordable(state)
         n_dec = len(self.predictions)
         if not self.causal:
