@@ -150,3 +150,27 @@ def test_adaptive_notebook_rejects_bad_parameters(tmp_path):
         run_notebook("adaptive", out_dir=tmp_path, parameters={"regimes": "low"}, html=False, progress=False)
     with pytest.raises(pm.PapermillExecutionError, match=r"parameter 'schedulers' has \['causal'\]; allowed"):
         run_notebook("adaptive", out_dir=tmp_path, parameters={"schedulers": ["causal"]}, html=False, progress=False)
+
+
+@pytest.mark.notebook
+def test_bounds_notebook_runs_in_quick_mode(tmp_path):
+    params = {"dataset": "german", "T_grid": [8, 32, 128], "seeds": [0, 1], "frontier_lams": [0.0, 2.0, 8.0],
+              "static_charts": True}
+    paths = run_notebook("bounds", out_dir=tmp_path, parameters=params, progress=False)
+    nb = nbformat.read(paths["notebook"], as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "certified gap inside the admissible region at every T: True" in text
+    assert "german: slope of log(DP gap) on log T" in text and "steps are needed" in text
+    assert "FAILED" not in "".join(str(o.get("data", {})) for o in outputs)
+    for fig in ("bounds_simulated", "bounds_gap_vs_steps_german", "bounds_gaussian_frontier"):
+        assert (tmp_path / "figures" / f"{fig}.png").is_file()
+
+
+@pytest.mark.notebook
+def test_bounds_notebook_rejects_bad_eta(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match=r"eta must lie in \(0, 0.25\)"):
+        run_notebook("bounds", out_dir=tmp_path, parameters={"eta": 0.5}, html=False, progress=False)

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=_cmd_demo)
 
     r = sub.add_parser("report", help="run a notebook through papermill with parameters")
-    r.add_argument("notebook", help="path or short name (tour)")
+    r.add_argument("notebook", help="path or short name (tour, bounds, adaptive, vtrust)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="a papermill parameter; VALUE is parsed as JSON when it can be (true, 3, [0,1])")
     r.add_argument("--out", default="reports")

@@ -3,7 +3,8 @@
 * :mod:`._store`: :class:`ResultStore` (one atomic JSON file per finished run) and :func:`run_grid`;
 * :mod:`._overview`: the ERM trust overview (:func:`erm_overview`);
 * :mod:`._selection`: VTruST and its baselines (:func:`selection_comparison`, …);
-* :mod:`._adaptive`: adaptive trust-aware training under budget regimes (:func:`adaptive_comparison`, …).
+* :mod:`._adaptive`: adaptive trust-aware training under budget regimes (:func:`adaptive_comparison`, …);
+* :mod:`._bounds`: empirical checks of the compute–trust bounds (:func:`gap_vs_steps`, …).
 """
 
 from ._adaptive import (
@@ -16,6 +17,7 @@ from ._adaptive import (
     interactive_run,
     reference_time,
 )
+from ._bounds import gap_vs_steps, gaussian_model_task, loglog_slope, measured_gaussian_frontier, oracle_gap_vs_steps
 from ._overview import QUICK_CORRUPTIONS, erm_overview
 from ._selection import (
     REFERENCE_METHODS,
@@ -34,4 +36,5 @@ __all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTI
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
            "robust_selection_comparison", "ROBUST_METHODS", "saug_pool",
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
-           "interactive_run"]
+           "interactive_run", "gap_vs_steps", "oracle_gap_vs_steps", "loglog_slope", "gaussian_model_task",
+           "measured_gaussian_frontier"]

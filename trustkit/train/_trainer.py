@@ -9,8 +9,10 @@ How the budget is honoured
   limit is not taken.
 * ``time_s`` covers training steps and per-epoch validation. Before each step the trainer predicts
   the step's time (the slowest of the recent steps) plus the time of the closing validation (the
-  last one, +25%); a step that would not fit is not taken. The first step of a run is needed to
-  learn the step time. Wall-clock time is noisy on a shared machine, so a run can still overshoot
+  last one, +25%); a step that would not fit is not taken. One step and one validation are timed
+  on a copy before the clock starts. A new kind of step (a scheduler switched a term or the attack
+  on) is first counted on the meta device, which takes real time: that is predicted too (the
+  slowest such count so far, +25%). Wall-clock time is noisy on a shared machine, so a run can still overshoot
   by a few milliseconds; the record flags it (``over_budget``) and ``benchmarks/budget_adherence.py``
   measures how often.
 * ``memory_mb`` is checked before training against the estimated footprint of a step (parameters,
@@ -499,7 +501,7 @@ class Trainer:
             )
         if task.train.a is None and any(t.name == "fair" for t in self.terms):
             raise ValueError("the fairness term needs a sensitive attribute; task "
-                                 f"{task.name!r} has none (load it with sensitive=... or drop the term)")
+                             f"{task.name!r} has none (load it with sensitive=... or drop the term)")
         optimizer = self._make_optimizer(model)
         for t in self.terms:
             if hasattr(t, "reset"):
@@ -522,7 +524,9 @@ class Trainer:
         n_state = {"adam": 4, "adamw": 4, "sgd": 3}[self.optimizer]
         static_mb = n_state * 4 * n_params / (1024 * 1024)
         first = torch.arange(min(self.batch_size, n))
+        t_probe = time.perf_counter()
         probe = self._step_cost(model, batch_at(first), {k: 1.0 for k in self.weights}, flops_cache)
+        dry_run_s = time.perf_counter() - t_probe  # what counting a new kind of step costs (charged)
         act_mb = 0.0 if probe is None else probe.saved_bytes / (1024 * 1024)
         meter.est_memory_mb = static_mb + act_mb
         if budget.memory_mb is not None and meter.est_memory_mb > budget.memory_mb:
@@ -639,7 +643,20 @@ class Trainer:
                     batch = batch_at(batches.next())
                     weights = self._active(state.weights, state.fractions, s)
                     key = self._cost_key(batch, weights)
+                    if budget.time_s is not None and key not in flops_cache:
+                        # a new kind of step (a scheduler switched a term or the attack on): counting
+                        # its FLOPs on the meta device costs real time; stop if that, the step and
+                        # the closing validation would not fit
+                        pred = predicted_step(key, None) or 0.0
+                        need = 1.25 * dry_run_s + pred + 1.25 * predicted_eval() + _BOOKKEEPING_S
+                        if meter.elapsed_s + need > budget.time_s:
+                            stopped_by = "time_s"
+                            break
+                    t_dry = meter.elapsed_s
+                    new_key = key not in flops_cache
                     cost = self._step_cost(model, batch, weights, flops_cache)
+                    if new_key:
+                        dry_run_s = max(dry_run_s, meter.elapsed_s - t_dry)
                     fl = None if cost is None else cost.flops
                     if budget.flops is not None and fl is not None and meter.flops + fl > budget.flops:
                         stopped_by = "flops"
