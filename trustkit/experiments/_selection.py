@@ -24,7 +24,7 @@ REFERENCE_METHODS = ("expgrad", "threshold")
 def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+fairness", lam: float = 0.5,
                   epochs: int = 10, seed: int = 0) -> tuple[np.ndarray | None, dict]:
     """Indices chosen by a selection method (``None`` for ``"whole"``) and its diagnostics."""
-    from .select import VTruST, random_subset, ssfr_subset, tracin_topk
+    from ..select import VTruST, random_subset, ssfr_subset, tracin_topk
 
     check_choice("method", method, SELECTION_METHODS)
     if method == "whole":
@@ -44,7 +44,7 @@ def _selection_run(cfg: Mapping) -> dict:
     import time
     import warnings
 
-    from .select import fairlearn_reference, subset_task
+    from ..select import fairlearn_reference, subset_task
 
     task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
     if cfg["method"] in REFERENCE_METHODS:
@@ -127,7 +127,7 @@ def selection_explanations(
     """
     import warnings
 
-    from .select import cf_gap, data_map, subset_task
+    from ..select import cf_gap, data_map, subset_task
 
     task = load_task(dataset, seed=seed, sensitive_as_feature=True)
     frames = []
@@ -170,8 +170,8 @@ def lambda_search(
     """
     import warnings
 
-    from .metrics import evaluate
-    from .select import subset_task
+    from ..metrics import evaluate
+    from ..select import subset_task
 
     check_int("steps", steps, minimum=1)
     if metric not in ("error",) and not metric.endswith("_gap"):
@@ -209,7 +209,7 @@ _SAUG_CACHE: dict = {}
 
 def saug_pool(task, corruptions, *, aug_factor: float, rounds: int, epochs: int, seed: int):
     """The SAug-augmented task for these settings (computed once per process, then reused)."""
-    from .select import augmented_task, saug
+    from ..select import augmented_task, saug
 
     key = (task.name, task.seed, len(task.train), tuple(corruptions), float(aug_factor), int(rounds), int(epochs), int(seed))
     if key not in _SAUG_CACHE:
@@ -221,8 +221,8 @@ def saug_pool(task, corruptions, *, aug_factor: float, rounds: int, epochs: int,
 def _robust_selection_run(cfg: Mapping) -> dict:
     import warnings
 
-    from .metrics import corruption_table, predict_logits
-    from .select import VTruST, augmented_task, random_subset, subset_task, uniform_counts
+    from ..metrics import corruption_table, predict_logits
+    from ..select import VTruST, augmented_task, random_subset, subset_task, uniform_counts
 
     task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
     corr, seed, epochs = list(cfg["corruptions"]), cfg["seed"], cfg["epochs"]
