@@ -371,6 +371,9 @@ def adaptive_comparison(
         return adaptive_run(cfg, bandit_state=bandits.get(cfg["regime"]) if cfg["method"] == "atats_bandit" else None)
 
     df = run_grid(configs, run, store=store, progress=progress, desc=f"{dataset}: adaptive runs")
+    for col in ("dp_gap", "eo_gap", "eo_gap_mean"):  # absent on tasks without a sensitive attribute
+        if col not in df:
+            df[col] = np.nan
     share = {r: REGIMES[r][0] for r in regimes}
     df["budget_s"] = [None if share[r] is None else share[r] * ref["time_s"] for r in df["regime"]]
     df["kind"] = ["static" if m in STATIC_METHODS else "adaptive" for m in df["method"]]
