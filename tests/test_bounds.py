@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from trustkit.bounds import _symbolic as sym
 from trustkit.bounds import (
     achievable_gap,
     admissible_region,
@@ -16,7 +17,6 @@ from trustkit.bounds import (
     min_certifiable_gap,
     upper_bound_steps,
 )
-from trustkit.bounds import _symbolic as sym
 
 
 @pytest.mark.parametrize("check", [getattr(sym, n) for n in sym.__all__ if n.startswith("check_")],
