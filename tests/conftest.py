@@ -41,7 +41,10 @@ def trained_compas(compas_task):
     return trainer.model_.eval()
 
 
+_THREADS = int(os.environ.get("TRUSTKIT_TEST_THREADS", "2"))
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(_THREADS)
     yield
