@@ -27,7 +27,8 @@ def test_a_killed_sweep_keeps_finished_results_and_resumes(tmp_path):
     configs = [{"i": i} for i in range(5)]
     with pytest.raises(KeyboardInterrupt):
         run_grid(configs, run, store=store, progress=False)
-    assert len(store) == 2 and not list(tmp_path.glob(".tmp-*"))
+    assert len(store) == 2  # nothing but the two finished records is left in the folder
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(f"{run_key({'i': i})}.json" for i in (0, 1))
     df = run_grid(configs, run, store=store, progress=False)
     assert calls == [0, 1, 2, 2, 3, 4]  # 0 and 1 were not run again
     assert df["value"].tolist() == [0, 1, 4, 9, 16]
