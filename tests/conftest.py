@@ -14,6 +14,13 @@ def digits_task():
 
 
 @pytest.fixture(scope="session")
+def adult_task():
+    from trustkit.data import load_adult
+
+    return load_adult(seed=0)
+
+
+@pytest.fixture(scope="session")
 def compas_task():
     from trustkit.data import load_compas
 

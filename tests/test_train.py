@@ -1,15 +1,17 @@
 """The Trainer: learning, reproducibility, budgets honoured, callbacks, terms, errors."""
 
 import json
+import time
 
 import pytest
 import torch
 
 from trustkit.budget import Budget
 from trustkit.data import load_german
-from trustkit.train import Callback, CrossEntropy, Trainer
+from trustkit.train import Callback, CrossEntropy, RobustEval, Trainer
 
-VOLATILE = {"time_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "peak_rss_mb", "term_time_s", "callback_s", "excluded_s"}
+VOLATILE = {"time_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "peak_rss_mb", "term_time_s", "callback_s",
+            "excluded_s", "max_step_s", "report_s", "wall_s"}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,35 @@ def test_time_budget_is_honoured(compas_task):
     assert r.usage["time_s"] <= 1.0 * 1.15  # predicted step + validation time; noise allowed
     assert r.completed_epochs >= 1
     assert "time_s" in r.message
+
+
+# a robust evaluation that costs about as much as the budget (PGD-100 on 9,000 validation points)
+COSTLY_EVAL = RobustEval(eps=0.1, val_steps=100, val_n=9000, test_steps=5)
+
+
+@pytest.mark.parametrize("robust", [None, COSTLY_EVAL], ids=["plain", "costly-robust-eval"])
+@pytest.mark.parametrize("seconds", [1.0, 3.0])
+def test_time_budget_covers_everything_but_the_test_report(adult_task, seconds, robust):
+    """Measured from outside: fit()'s whole wall time, less the final test report, stays within the budget."""
+    trainer = Trainer(model="mlp", epochs=10_000, budget=Budget(time_s=seconds), robust_eval=robust, progress=False)
+    t0 = time.perf_counter()
+    r = trainer.fit(adult_task)
+    outside = time.perf_counter() - t0
+    u = r.usage
+    assert u["time_s"] >= 0 and u["report_s"] > 0 and u["excluded_s"] == 0
+    assert u["time_s"] <= u["wall_s"] <= outside
+    assert outside - u["report_s"] <= 1.05 * seconds + u["max_step_s"]
+    # the record tells the truth about the clock: budgeted time is the wall time less the report
+    assert outside - u["report_s"] - u["time_s"] < 0.05 + 0.02 * seconds
+    assert ("time_s" in r.over_budget) == (u["time_s"] > seconds)
+    assert r.stopped_by == "time_s"
+
+
+def test_a_validation_that_cannot_fit_is_refused_before_training(adult_task):
+    r = Trainer(model="mlp", epochs=10, budget=Budget(time_s=0.2), robust_eval=COSTLY_EVAL, progress=False).fit(adult_task)
+    assert r.epochs == [] and r.stopped_by == "time_s" and not r.over_budget
+    assert "cannot hold a single validation" in r.message and "val_steps" in r.message
+    assert r.usage["time_s"] <= 0.2
 
 
 def test_budget_too_small_for_one_step_returns_a_record(german):

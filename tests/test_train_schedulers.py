@@ -287,6 +287,73 @@ def test_schedulers_refuse_what_the_task_cannot_compute(digits_task, compas_task
         Trainer(callbacks=[lambda s: None])
 
 
+def _plain(task, scheduler, *, terms=(), metrics=None, robust_eval=None):
+    return Trainer(model="mlp", epochs=1, progress=False, terms=[CrossEntropy(), *terms], metrics=metrics,
+                   robust_eval=robust_eval, callbacks=[scheduler])
+
+
+def test_schedulers_refuse_to_silently_do_nothing(compas_task):
+    fair, rob = FairnessPenalty(surrogate="dp"), AdversarialLoss.for_task(compas_task, eps=0.1, steps=2)
+    # a λ for a term the trainer does not have
+    with pytest.raises(ValueError, match=r"lam_fair=2.*no 'fair' term.*FairnessPenalty"):
+        _plain(compas_task, StaticLambda(lam_fair=2, lam_rob=3)).fit(compas_task)
+    with pytest.raises(ValueError, match=r"lam_rob=3.*no 'rob' term.*AdversarialLoss"):
+        _plain(compas_task, StaticLambda(lam_fair=2, lam_rob=3), terms=[fair]).fit(compas_task)
+    with pytest.raises(ValueError, match=r"lam_rob=1.*AdversarialLoss"):
+        _plain(compas_task, PeriodicFairness(lam_rob=1.0), terms=[fair]).fit(compas_task)
+    # an adaptive rule with nothing to adapt
+    with pytest.raises(ValueError, match="neither a fairness term.*nor an adversarial term"):
+        _plain(compas_task, DynamicLambda()).fit(compas_task)
+    # the validation signal it reads is not computed
+    with pytest.raises(ValueError, match=r"DynamicLambda reads the validation metric 'dp_gap'.*add 'dp_gap' to the trainer's metrics"):
+        _plain(compas_task, DynamicLambda(), terms=[fair], metrics=["accuracy"]).fit(compas_task)
+    with pytest.raises(ValueError, match=r"DynamicLambda reads robust accuracy.*robust_eval=RobustEval"):
+        _plain(compas_task, DynamicLambda(), terms=[rob]).fit(compas_task)
+    with pytest.raises(ValueError, match=r"RulePolicy reads the validation metric 'dp_gap'"):
+        _plain(compas_task, RulePolicy(fair_target=0.05), terms=[fair], metrics=["accuracy", "eo_gap"]).fit(compas_task)
+    with pytest.raises(ValueError, match=r"CausalScheduler reads the validation metric 'eo_gap'"):
+        _plain(compas_task, CausalScheduler(fairness="eo_gap"), terms=[fair], metrics=["accuracy", "dp_gap"]).fit(compas_task)
+    with pytest.raises(ValueError, match=r"BanditPolicy reads robust accuracy"):
+        _plain(compas_task, BanditPolicy(), terms=[rob]).fit(compas_task)
+    with pytest.raises(ValueError, match=r"BanditPolicy sets lam_fair=1"):
+        _plain(compas_task, BanditPolicy(arms=[BanditAction(0, 0), BanditAction(1, 0)])).fit(compas_task)
+    # what works keeps working: the signal is there
+    r = _plain(compas_task, DynamicLambda(), terms=[fair], metrics=["accuracy", "dp_gap"]).fit(compas_task)
+    assert r.completed_epochs == 1
+
+
+class _CellModel(torch.nn.Module):
+    """Right and confident on group 0, wrong on group 1: group 1's cells carry the larger loss."""
+
+    def forward(self, x):
+        y, a = x[:, 0], x[:, 1]
+        target = torch.where(a > 0.5, 1 - y, y)  # what the model predicts
+        return torch.stack([(1 - target) * 3.0, target * 3.0], dim=1)
+
+
+def test_fairbatch_moves_share_towards_the_cell_with_the_larger_loss():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (400,), generator=g)
+    a = torch.randint(0, 2, (400,), generator=g)
+
+    class Rows(SimpleNamespace):
+        def __len__(self):
+            return len(self.y)
+
+    train = Rows(X=torch.stack([y, a], dim=1).float().numpy(), y=y.numpy(), a=a.numpy())
+    state = SimpleNamespace(task=SimpleNamespace(train=train, n_classes=2, name="planted"), model=_CellModel())
+    fb = FairBatch(alpha=0.1)
+    fb.reset(state)
+    before = fb._lam.clone()
+    fb.observe(state, None)
+    after = fb._lam
+    # group 1 has the larger loss under both labels: its share rises, group 0's falls
+    assert torch.all(after[:, 1] > before[:, 1]) and torch.all(after[:, 0] < before[:, 0])
+    assert torch.allclose(after.sum(dim=1), torch.ones(2))
+    w = fb.decide(state).cell_weights
+    assert torch.all(w[:, 1] > 1.0) and torch.all(w[:, 0] < 1.0)
+
+
 def test_action_applies_attack_settings(compas_task):
     from trustkit.train import Scheduler
 

@@ -108,9 +108,35 @@ def test_pgd_is_a_stronger_inner_maximisation_than_fgsm_rs():
     model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
     X = torch.randn(512, 10); y = torch.randint(0, 2, (512,))
     b = Batch(x=X, y=y, a=None, idx=torch.arange(512))
-    pgd = AdversarialLoss(eps=0.3, attack="pgd", steps=10, bounds=None)(model, b, None)
-    fgsm = AdversarialLoss(eps=0.3, attack="fgsm_rs", bounds=None)(model, b, None)
+    pgd = AdversarialLoss(eps=0.3, attack="pgd", steps=10, bounds=None, mask=None)(model, b, None)
+    fgsm = AdversarialLoss(eps=0.3, attack="fgsm_rs", bounds=None, mask=None)(model, b, None)
     assert float(pgd.detach()) >= float(fgsm.detach()) - 1e-6
+
+
+def test_adversarial_term_takes_its_geometry_from_the_task(compas_task, digits_task):
+    """A default term must not clamp standardised table features to the image range [0, 1]."""
+    model = torch.nn.Linear(compas_task.input_shape[0], 2)
+    X = torch.as_tensor(compas_task.train.X[:256]); y = torch.as_tensor(compas_task.train.y[:256]).long()
+    assert (X < 0).any() or (X > 1).any()
+    term = AdversarialLoss(eps=0.1, steps=3)
+    with pytest.raises(ValueError, match="takes its bounds and mask from the task.*for_task"):
+        term.perturb(model, X, y)
+    # in a trainer the term is bound to the task: tables are not clamped and only numeric columns move
+    Trainer(model="mlp", terms=[CrossEntropy(), term], epochs=1, progress=False).fit(compas_task)
+    delta = term.perturb(model, X, y) - X
+    assert float(delta.abs().max()) <= 0.1 + 1e-6
+    numeric = torch.zeros(X.shape[1], dtype=torch.bool)
+    numeric[list(compas_task.numeric_columns)] = True
+    assert not delta[:, ~numeric].any() and delta[:, numeric].abs().max() > 0.05
+    # bound to images instead: pixels stay in [0, 1]
+    term.bind(digits_task)
+    img = torch.as_tensor(digits_task.train.X[:16]); cnn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    x_adv = term.perturb(cnn, img, torch.as_tensor(digits_task.train.y[:16]).long())
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    with pytest.raises(TypeError, match="bounds must be 'task', None or a pair"):
+        AdversarialLoss(eps=0.1, bounds="images")
+    with pytest.raises(ValueError, match="lo < hi"):
+        AdversarialLoss(eps=0.1, bounds=(1.0, 0.0))
 
 
 def test_term_errors_name_what_is_allowed():

@@ -153,7 +153,13 @@ def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 @dataclass
 class Usage:
-    """What a run has spent so far."""
+    """What a run has spent.
+
+    ``time_s`` is the budgeted wall time (what ``Budget.time_s`` limits); ``excluded_s`` the time of
+    blocks run under :meth:`Meter.paused` (not part of the run's cost, e.g. an oracle's trials).
+    A trainer adds ``max_step_s`` (its slowest step), ``report_s`` (the final test report, outside
+    the budget) and ``wall_s`` (its whole call, from call to return).
+    """
 
     time_s: float = 0.0
     peak_memory_mb: float = 0.0
@@ -162,6 +168,9 @@ class Usage:
     flops: int = 0
     est_memory_mb: float = 0.0
     excluded_s: float = 0.0
+    max_step_s: float = 0.0
+    report_s: float = 0.0
+    wall_s: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -240,18 +249,24 @@ class Meter:
     def paused(self):
         """Exclude the wall time of the block from :attr:`elapsed_s` (it is reported as ``excluded_s``).
 
-        For work that is not part of the run's cost, e.g. an oracle trying allocations or the
-        trainer's calibration of a step's time before the budget starts.
+        Only for work that is not part of the run's cost: an oracle trying allocations on copies of
+        the model is the one use in trustkit. Only time that passes while the meter runs can be
+        excluded, so :attr:`elapsed_s` never falls below zero.
+
+        Examples
+        --------
+        >>> import time
+        >>> with Meter() as m:
+        ...     with m.paused():
+        ...         time.sleep(0.05)
+        >>> m.excluded_s >= 0.05, 0 <= m.elapsed_s < 0.05
+        (True, True)
         """
         t = time.perf_counter()
         try:
             yield
         finally:
             self._excluded += time.perf_counter() - t
-
-    def exclude(self, seconds: float) -> None:
-        """Exclude ``seconds`` measured elsewhere (e.g. before :meth:`start`) from the run's time."""
-        self._excluded += float(seconds)
 
     @property
     def excluded_s(self) -> float:

@@ -281,8 +281,9 @@ def adaptive_run(cfg: Mapping, *, bandit_state: Mapping | None = None) -> dict:
                          callbacks=[StaticLambda(lam_fair=lam_f, lam_rob=lam_r)]).fit(task)
             row = _summary(r, task, setup)
             search_s += row["time_s"]
-            if row["val_score"] > best_score:
-                best, best_score = {**row, "lam_fair": lam_f, "lam_rob": lam_r}, row["val_score"]
+            score = row["val_score"] if math.isfinite(row["val_score"]) else -math.inf  # NaN: no epoch fitted
+            if best is None or score > best_score:
+                best, best_score = {**row, "lam_fair": lam_f, "lam_rob": lam_r}, score
         best["search_s"] = search_s
         return best
     sched = _scheduler(method, setup, ref, seed, bandit_state)

@@ -73,6 +73,8 @@ class RulePolicy(Scheduler):
     A target of None leaves that λ at its initial value.
     """
 
+    _reads_accuracy = True
+
     def __init__(self, *, fair_target: float | None = 0.05, rob_target: float | None = None, step: float = 0.5,
                  lam_max: float = 4.0, lam_fair: float = 0.0, lam_rob: float = 1.0, acc_drop: float = 0.02,
                  cheap_below: float = 0.3, fairness: str = "dp_gap"):
@@ -231,6 +233,17 @@ class BanditPolicy(Scheduler):
         self._A = None
         self._b = None
         self._rng = np.random.default_rng(self.seed)
+
+    _reads_accuracy = True
+
+    def signals(self, state) -> tuple[str, ...]:
+        return ("accuracy",) + ((self.fairness,) if "fair" in state.terms else ()) + (
+            ("robust_accuracy",) if "rob" in state.terms else ())
+
+    def lambdas_set(self) -> dict:
+        if not self.arms:
+            return {}
+        return {"fair": max(a[0] for a in self.arms), "rob": max(a[1] for a in self.arms)}
 
     def reset(self, state) -> None:
         if self.arms is None:

@@ -103,7 +103,41 @@ class Scheduler(Callback):
         self.decide_s = 0.0
 
     # -- checks ----------------------------------------------------------------------------
+    def signals(self, state: TrainState) -> tuple[str, ...]:
+        """The validation metrics this scheduler reads in this run (checked at the start of the run)."""
+        out = ("accuracy",) if self._reads_accuracy else ()
+        if "fair" in self.needs:
+            out += (self.fairness,)
+        if "rob" in self.needs:
+            out += ("robust_accuracy",)
+        return out
+
+    def lambdas_set(self) -> dict:
+        """The λ this scheduler will apply to each term whatever the run (a λ > 0 needs its term)."""
+        return {}
+
+    #: whether :meth:`signals` includes validation accuracy
+    _reads_accuracy = False
+
     def _check_state(self, state: TrainState) -> None:
+        name = type(self).__name__
+        terms = {"fair": "a fairness term (FairnessPenalty)", "rob": "an adversarial term (AdversarialLoss)"}
+        for term, lam in self.lambdas_set().items():
+            if lam > 0 and term not in state.terms:
+                raise ValueError(f"{name} sets lam_{term}={lam:g}, but the trainer has no {term!r} term, so the λ "
+                                 f"would do nothing: add {terms[term]} to the trainer's terms, or set lam_{term}=0")
+        self._check_needs(state)
+        for metric in self.signals(state):
+            if metric in state.metrics:
+                continue
+            if metric == "robust_accuracy":
+                raise ValueError(f"{name} reads robust accuracy on validation, which this run does not measure: "
+                                 "give the trainer robust_eval=RobustEval(eps=...)")
+            raise ValueError(f"{name} reads the validation metric {metric!r}, which this run does not compute "
+                             f"(metrics: {list(state.metrics)}): add {metric!r} to the trainer's metrics, or leave "
+                             "metrics=None for the defaults")
+
+    def _check_needs(self, state: TrainState) -> None:
         name = type(self).__name__
         if "fair" in self.needs:
             if state.task.train.a is None:
@@ -176,6 +210,20 @@ class Scheduler(Callback):
         return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"
 
 
+def _term_signals(scheduler: Scheduler, state: TrainState) -> tuple[str, ...]:
+    """Signals of a scheduler that adapts whichever trust terms the trainer has (at least one)."""
+    has = [k for k in ("fair", "rob") if k in state.terms]
+    if not has:
+        raise ValueError(f"{type(scheduler).__name__} adapts λ_f and λ_r, but the trainer has neither a fairness "
+                         "term (FairnessPenalty) nor an adversarial term (AdversarialLoss): add at least one")
+    out = ("accuracy",) if scheduler._reads_accuracy else ()
+    if "fair" in has:
+        out += (scheduler.fairness,)
+    if "rob" in has:
+        out += ("robust_accuracy",)
+    return out
+
+
 class StaticLambda(Scheduler):
     """Fixed :math:`\\lambda_f, \\lambda_r` for the whole run (the grid-search baseline picks them).
 
@@ -189,6 +237,9 @@ class StaticLambda(Scheduler):
         super().__init__(fairness=fairness)
         self.lam_fair = _check_nonneg("lam_fair", lam_fair)
         self.lam_rob = _check_nonneg("lam_rob", lam_rob)
+
+    def lambdas_set(self) -> dict:
+        return {"fair": self.lam_fair, "rob": self.lam_rob}
 
     def decide(self, state) -> Action:
         return Action(lam_fair=self.lam_fair, lam_rob=self.lam_rob)
@@ -204,6 +255,9 @@ class PeriodicFairness(Scheduler):
         self.every = check_int("every", every, minimum=1)
         self.lam_fair = _check_nonneg("lam_fair", lam_fair)
         self.lam_rob = _check_nonneg("lam_rob", lam_rob)
+
+    def lambdas_set(self) -> dict:
+        return {"rob": self.lam_rob}
 
     def decide(self, state) -> Action:
         on = state.epoch % self.every == 0
@@ -246,6 +300,9 @@ class DynamicLambda(Scheduler):
         if self.lam_fair0 > self.lam_max or self.lam_rob0 > self.lam_max:
             raise ValueError(f"initial lam_fair / lam_rob must be <= lam_max={self.lam_max}; got {lam_fair}, {lam_rob}")
         self.tau = _check_nonneg("tau", tau)
+
+    def signals(self, state) -> tuple[str, ...]:
+        return _term_signals(self, state)
 
     def reset(self, state) -> None:
         self._lam = {"fair": self.lam_fair0, "rob": self.lam_rob0}
@@ -332,6 +389,11 @@ class _Allocator(Scheduler):
         self.lambdas = lambdas
         self.lam_fair = _check_nonneg("lam_fair", lam_fair)
         self.lam_rob = _check_nonneg("lam_rob", lam_rob)
+
+    _reads_accuracy = True
+
+    def signals(self, state) -> tuple[str, ...]:
+        return _term_signals(self, state)
 
     def reset(self, state) -> None:
         has_fair, has_rob = "fair" in state.terms, "rob" in state.terms
@@ -586,7 +648,7 @@ class FairBatch(Scheduler):
             raise ValueError(f"alpha must be > 0; got {alpha}")
         self.max_rows = check_int("max_rows", max_rows, minimum=1)
 
-    def _check_state(self, state) -> None:
+    def _check_needs(self, state) -> None:
         if state.task.train.a is None:
             raise ValueError(f"FairBatch reweights groups, but task {state.task.name!r} has no sensitive attribute")
         if state.task.n_classes != 2:
@@ -653,6 +715,9 @@ class DualAscent(Scheduler):
             raise ValueError(f"dual_lr must be > 0; got {dual_lr}")
         self.lam_init = _check_nonneg("lam_init", lam_init)
         self.lam_rob = _check_nonneg("lam_rob", lam_rob)
+
+    def lambdas_set(self) -> dict:
+        return {"rob": self.lam_rob}
 
     def reset(self, state) -> None:
         from cooper import ConstraintType

@@ -134,6 +134,18 @@ class FairnessPenalty:
         return f"FairnessPenalty(surrogate={self.surrogate!r})"
 
 
+def _check_bounds(bounds):
+    if bounds is None or (isinstance(bounds, str) and bounds == "task"):
+        return bounds
+    try:
+        lo, hi = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise TypeError(f"bounds must be 'task', None or a pair (lo, hi) of numbers; got {bounds!r}") from None
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy lo < hi; got {bounds!r}")
+    return (lo, hi)
+
+
 class AdversarialLoss:
     r"""The robustness term :math:`R_{rob}`: cross-entropy at an ℓ∞ perturbation of radius ε.
 
@@ -145,17 +157,20 @@ class AdversarialLoss:
       and one signed step of size ``step_size`` (default 1.25·ε), projected. It costs one extra
       forward/backward instead of ``steps`` of them: the compute-saving action a scheduler can pick.
 
-    ``bounds`` clamps (images: ``(0, 1)``), ``mask`` restricts which features move. Use
-    :meth:`for_task` to get both from a task: on tables only the numeric columns move and ε is in
-    standard deviations of each (standardised) feature, so ε = 0.1 moves age, hours, etc. by a
-    tenth of their spread. ``steps`` and ``attack`` may be changed between epochs by a scheduler;
-    the trainer then charges the new cost.
+    ``bounds`` clamps the perturbed input (``(lo, hi)``, or None for no clamp) and ``mask``
+    restricts which features move (None: all). Both default to ``"task"``: taken from the task the
+    term trains on (:func:`trustkit.metrics.attack_geometry`; the :class:`Trainer` binds them at the
+    start of a run, :meth:`for_task` binds them at once): images are clamped to ``[0, 1]``; on tables
+    nothing is clamped (features are standardised, ε is in standard deviations, so ε = 0.1 moves
+    age, hours, etc. by a tenth of their spread) and only the numeric columns move. Calling a term
+    whose geometry is still ``"task"`` outside a trainer is a ``ValueError``. ``steps`` and
+    ``attack`` may be changed between epochs by a scheduler; the trainer then charges the new cost.
 
     Examples
     --------
     >>> import torch
     >>> from trustkit.train import AdversarialLoss, Batch
-    >>> term = AdversarialLoss(eps=0.1, attack="fgsm_rs", bounds=None)
+    >>> term = AdversarialLoss(eps=0.1, attack="fgsm_rs", bounds=None, mask=None)
     >>> model = torch.nn.Linear(3, 2)
     >>> b = Batch(x=torch.randn(8, 3), y=torch.randint(0, 2, (8,)), a=None, idx=torch.arange(8))
     >>> clean = torch.nn.functional.cross_entropy(model(b.x), b.y)
@@ -166,15 +181,18 @@ class AdversarialLoss:
     name = "rob"
 
     def __init__(self, *, eps: float, attack: str = "pgd", steps: int = 7, step_size: float | None = None,
-                 bounds=(0.0, 1.0), mask: torch.Tensor | None = None, seed: int = 0):
+                 bounds="task", mask="task", seed: int = 0):
         self.eps = check_positive("eps", eps)
         self.attack = attack
         self.steps = steps
         if step_size is not None:
             check_positive("step_size", step_size)
         self.step_size = step_size
-        self.bounds = bounds
+        self.bounds = _check_bounds(bounds)
+        if not (isinstance(mask, str) and mask == "task") and mask is not None and not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask must be 'task', None or a 0/1 tensor over the features; got {type(mask).__name__}")
         self.mask = mask
+        self._task_geometry: tuple | None = None
         self.seed = check_int("seed", seed, minimum=0)
         self._gen = torch.Generator().manual_seed(self.seed)
         self._check()
@@ -191,6 +209,22 @@ class AdversarialLoss:
         bounds, mask = attack_geometry(task)
         return cls(eps=eps, attack=attack, steps=steps, step_size=step_size, bounds=bounds, mask=mask, seed=seed)
 
+    def bind(self, task) -> None:
+        """Take the bounds and mask left as ``"task"`` from ``task`` (the trainer calls this)."""
+        self._task_geometry = attack_geometry(task)
+
+    def geometry(self) -> tuple:
+        """``(bounds, mask)`` the attack uses, with ``"task"`` resolved from the bound task."""
+        wants_task = isinstance(self.bounds, str) or isinstance(self.mask, str)
+        if wants_task and self._task_geometry is None:
+            raise ValueError("AdversarialLoss takes its bounds and mask from the task it trains on, and none is "
+                             "bound: use it in a Trainer, build it with AdversarialLoss.for_task(task, ...), or "
+                             "pass bounds=(lo, hi) or None and mask=None or a 0/1 tensor")
+        tb, tm = self._task_geometry if wants_task else (None, None)
+        bounds = tb if isinstance(self.bounds, str) else self.bounds
+        mask = tm if isinstance(self.mask, str) else self.mask
+        return bounds, mask
+
     def reset(self, seed: int) -> None:
         """Re-seed the random starts (the trainer calls this at the start of a run)."""
         self._gen = torch.Generator().manual_seed(int(seed) + self.seed)
@@ -202,11 +236,12 @@ class AdversarialLoss:
 
     def perturb(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._check()
-        mask = None if self.mask is None else self.mask.to(x.device)
+        bounds, mask = self.geometry()
+        mask = None if mask is None else mask.to(x.device)
         if self.attack == "fgsm_rs":
             alpha = 1.25 * self.eps if self.step_size is None else self.step_size
-            return pgd(model, x, y, self.eps, steps=1, step_size=alpha, bounds=self.bounds, mask=mask, generator=self._gen)
-        return pgd(model, x, y, self.eps, steps=self.steps, step_size=self.step_size, bounds=self.bounds,
+            return pgd(model, x, y, self.eps, steps=1, step_size=alpha, bounds=bounds, mask=mask, generator=self._gen)
+        return pgd(model, x, y, self.eps, steps=self.steps, step_size=self.step_size, bounds=bounds,
                    mask=mask, generator=self._gen)
 
     def __call__(self, model, batch: Batch, logits: torch.Tensor) -> torch.Tensor:

@@ -7,20 +7,30 @@ How the budget is honoured
 * ``flops``: the FLOPs of a step are counted *before* it runs, on a copy of the model on the meta
   device (no compute), and cached per (batch size, active terms). A step that would cross the
   limit is not taken.
-* ``time_s`` covers training steps and per-epoch validation. Before each step the trainer predicts
-  the step's time (the slowest of the recent steps) plus the time of the closing validation (the
-  last one, +25%); a step that would not fit is not taken. One step and one validation are timed
-  on a copy before the clock starts. A new kind of step (a scheduler switched a term or the attack
-  on) is first counted on the meta device, which takes real time: that is predicted too (the
-  slowest such count so far, +25%). Wall-clock time is noisy on a shared machine, so a run can still overshoot
-  by a few milliseconds; the record flags it (``over_budget``) and ``benchmarks/budget_adherence.py``
-  measures how often.
+* ``time_s`` covers everything the run does to train and to decide: building the model, counting
+  step costs, estimating the validation's cost, training steps, per-epoch validation (with the
+  robust evaluation) and the callbacks' (schedulers') work. The clock starts when :meth:`Trainer.fit`
+  begins; only the final report on the test split is outside it. Before each step the trainer
+  predicts the step's time (the slowest of the recent steps of its kind) plus the time of the
+  closing validation and the epoch's scheduler hooks (the last ones, +25%; before the first
+  validation, one batch of it timed and multiplied by the number of batches); a step that would
+  not fit is not taken, and a run whose validation alone would not fit takes no step.
+  A new kind of step (a scheduler switched a term or the attack on) is first counted on the meta
+  device, which takes real time: that is predicted too (the slowest such count so far, +25%).
+  Wall-clock time is noisy on a shared machine, so a run can still overshoot by a little; the
+  record flags it (``over_budget``) and ``benchmarks/budget_adherence.py`` measures how often.
 * ``memory_mb`` is checked before training against the estimated footprint of a step (parameters,
   gradients, optimiser state, and the activations autograd saves, counted on the meta device), and
   after each step against the measured peak RSS increase over the run's start; the run stops at the
   first step over the cap and the record flags it.
 
 Every record says what was used, what fraction of each limit that is, and what stopped the run.
+``usage`` holds the budgeted time (``time_s``), the whole wall time of :meth:`Trainer.fit` from call
+to return (``wall_s``), the time of the final test report (``report_s``), the slowest training step
+(``max_step_s``) and ``excluded_s``: time an :class:`~trustkit.train.OracleScheduler` spent trying
+allocations on copies of the model (what an oracle knows, not what a method may spend; zero for
+every other scheduler). So ``wall_s - report_s - excluded_s`` is the budgeted time plus a few
+milliseconds of argument checking and record keeping.
 
 What a scheduler may change between epochs (see :mod:`trustkit.train._schedulers`)
 ------------------------------------------------------------------------------------
@@ -31,9 +41,6 @@ weights of ``state.terms["ce"]``). The trainer charges what was actually done: s
 cached per (batch size, active terms and their cost keys), step times are predicted per such key
 (a new key from its FLOPs and the slowest time per FLOP seen), and each epoch records the time spent
 in steps with each term on (``term_time_s``) and the time the callbacks took (``callback_s``).
-
-With a time budget, one step and one validation are timed before the clock starts, on a copy of the
-model (reported as ``usage["excluded_s"]``), so that even the first step is predicted.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
@@ -49,11 +57,22 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+# The first optimiser a process builds imports torch._dynamo (about 1-2 s on 2 cores): a one-off
+# cost of the process, not of a run. Importing it with the trainer keeps it out of every budget.
+import torch._dynamo  # noqa: F401
 
 from .._validation import _suggest, check_int, check_positive
 from ..budget import Budget, Meter, StepCost, count_params, meta_copy, step_cost
 from ..data import Task
-from ..metrics import adversarial_accuracy, attack_geometry, check_metrics, default_metrics, evaluate
+from ..metrics import (
+    adversarial_accuracy,
+    attack_geometry,
+    check_metrics,
+    compute_metrics,
+    default_metrics,
+    evaluate,
+    predict_logits,
+)
 from ..models import make_model
 from ._terms import Batch, CrossEntropy, LossTerm
 
@@ -103,9 +122,12 @@ class RobustEval:
         check_int("val_n", self.val_n, minimum=1)
         check_int("test_steps", self.test_steps, minimum=1)
 
-    def measure(self, model, task: Task, split: str, *, seed: int = 0) -> float:
+    def measure(self, model, task: Task, split: str, *, seed: int = 0, n: int | None = None) -> float:
+        """PGD accuracy on ``split`` (validation: its first ``val_n`` points; ``n`` caps the count further)."""
         s = task.split(split)
         X, y = (s.X[: self.val_n], s.y[: self.val_n]) if split == "val" else (s.X, s.y)
+        if n is not None:
+            X, y = X[:n], y[:n]
         bounds, mask = attack_geometry(task)
         steps = self.val_steps if split == "val" else self.test_steps
         return adversarial_accuracy(model, X, y, self.eps, attack="pgd", steps=steps, bounds=bounds, mask=mask, seed=seed)
@@ -194,7 +216,12 @@ class RunRecord:
 
 @dataclass
 class TrainState:
-    """The mutable state callbacks see: the model, the term weights, the history and the meter."""
+    """The mutable state callbacks see: the model, the term weights, the history and the meter.
+
+    ``metrics`` names what each epoch's ``val`` record holds (``robust_accuracy`` included when the
+    trainer has a :class:`RobustEval`), so a scheduler can check at the start of a run that the
+    signals it reads will be there.
+    """
 
     task: Task
     model: torch.nn.Module
@@ -213,6 +240,7 @@ class TrainState:
     max_epochs: int = 0
     batch_size: int = 128
     steps_per_epoch: int = 0
+    metrics: tuple = ()
 
     def progress(self) -> float:
         """Share of the run used so far: of the time budget if there is one, else of the epochs."""
@@ -469,19 +497,65 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
     def fit(self, task: Task) -> RunRecord:
         """Train on ``task.train`` under the budget; validate each epoch; test once at the end."""
+        t_call = time.perf_counter()
         if not isinstance(task, Task):
             raise TypeError(f"task must be a trustkit.data.Task; got {type(task).__name__}")
         metrics = (check_metrics(self.metrics, n_classes=task.n_classes, has_sensitive=task.has_sensitive)
                    if self.metrics is not None else default_metrics(n_classes=task.n_classes, has_sensitive=task.has_sensitive))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            return self._fit(task, metrics)
+            record = self._fit(task, metrics)
+        record.usage["wall_s"] = time.perf_counter() - t_call
+        return record
 
     def _validate(self, model, task: Task, metrics) -> dict:
         val = evaluate(model, task.val, metrics=metrics)
         if self.robust_eval is not None:
             val["robust_accuracy"] = self.robust_eval.measure(model, task, "val", seed=self.seed)
         return val
+
+    def _validation_cost(self, model, task: Task, metrics, *, left_s: float) -> float:
+        """Predicted seconds of one validation, measured on one batch instead of the whole split.
+
+        A validation runs the model over the split in batches (and the robust evaluation attacks
+        its points batch by batch), so its time is the time of one full batch times the number of
+        batches (the last, partial batch counted as a full one: an over-estimate). A batch is first
+        timed on 16 points; if a full batch would not fit in the ``left_s`` seconds the budget has
+        left, that small timing scaled to the split is the (over-)estimate, and no more is spent.
+        The metrics are computed once on the whole split with stand-in probabilities (their cost
+        does not depend on the model).
+        """
+        val = task.val
+        n = len(val)
+
+        def timed(run, k: int) -> float:
+            t0 = time.perf_counter()
+            run(k)
+            return time.perf_counter() - t0
+
+        def batched(run, total: int, batch: int) -> float:
+            k = min(total, batch)
+            small = min(k, 16)
+            dt = timed(run, small)
+            if small < k and dt * k / small > left_s:
+                return dt * total / small
+            if small < k:
+                dt = timed(run, k)
+            return dt * math.ceil(total / k)
+
+        probs = torch.full((n, task.n_classes), 1.0 / task.n_classes, dtype=torch.double)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compute_metrics(metrics, val.y, probs, val.a)
+        cost = time.perf_counter() - t0
+        eval_batch = evaluate.__kwdefaults__["batch_size"]
+        cost += batched(lambda k: predict_logits(model, val.X[:k], batch_size=eval_batch), n, eval_batch)
+        if self.robust_eval is not None:
+            re = self.robust_eval
+            cost += batched(lambda k: re.measure(model, task, "val", seed=self.seed, n=k), min(n, re.val_n),
+                            adversarial_accuracy.__kwdefaults__["batch_size"])
+        return cost
 
     def _train_step(self, model, optimizer, batch: Batch, weights) -> tuple[torch.Tensor, dict]:
         optimizer.zero_grad(set_to_none=True)
@@ -491,6 +565,16 @@ class Trainer:
         return loss, parts
 
     def _fit(self, task: Task, metrics: tuple[str, ...]) -> RunRecord:
+        budget = self.budget
+        # the budget's clock starts here: building the model, counting step costs, estimating the
+        # validation's cost, training, validating and the callbacks' work are all charged to it
+        meter = Meter().start()
+        try:
+            return self._run(task, metrics, meter)
+        finally:
+            meter.stop()
+
+    def _run(self, task: Task, metrics: tuple[str, ...], meter: Meter) -> RunRecord:
         budget = self.budget
         model = self.build_model(task)
         n_params = count_params(model)
@@ -504,6 +588,8 @@ class Trainer:
                              f"{task.name!r} has none (load it with sensitive=... or drop the term)")
         optimizer = self._make_optimizer(model)
         for t in self.terms:
+            if hasattr(t, "bind"):
+                t.bind(task)
             if hasattr(t, "reset"):
                 t.reset(self.seed)
         X = torch.as_tensor(task.train.X)
@@ -512,12 +598,35 @@ class Trainer:
         n = len(y)
         batches = _Batches(n, self.batch_size, self.seed, self.epoch_steps)
         steps_per_epoch = batches.steps
-        meter = Meter()
         meter.params = n_params
         flops_cache: dict = {}
 
         def batch_at(idx) -> Batch:
             return Batch(x=X[idx], y=y[idx], a=None if a is None else a[idx], idx=idx)
+
+        val_metrics = tuple(metrics) + (("robust_accuracy",) if self.robust_eval is not None else ())
+        state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
+                           budget=budget, meter=meter, terms={t.name: t for t in self.terms},
+                           fractions={k: 1.0 for k in self.weights}, robust_eval=self.robust_eval,
+                           max_epochs=self.epochs, batch_size=self.batch_size, steps_per_epoch=steps_per_epoch,
+                           metrics=val_metrics)
+        cb_time = 0.0
+
+        def call(hook, *args) -> float:
+            """Run a hook of every callback; return (and add to the epoch's callback time) its seconds."""
+            nonlocal cb_time
+            if not self.callbacks:
+                return 0.0
+            t = meter.elapsed_s
+            for cb in self.callbacks:
+                getattr(cb, hook)(state, *args)
+            dt = meter.elapsed_s - t
+            cb_time += dt
+            return dt
+
+        # schedulers check here that the terms and validation signals they need exist (a clear
+        # ValueError before any compute is spent)
+        call("on_fit_start")
 
         # memory a step needs, known before training: weights, grads, optimiser state, activations
         # (with every term on: a scheduler may switch any of them on later)
@@ -526,7 +635,7 @@ class Trainer:
         first = torch.arange(min(self.batch_size, n))
         t_probe = time.perf_counter()
         probe = self._step_cost(model, batch_at(first), {k: 1.0 for k in self.weights}, flops_cache)
-        dry_run_s = time.perf_counter() - t_probe  # what counting a new kind of step costs (charged)
+        dry_run_s = time.perf_counter() - t_probe  # what counting a new kind of step costs
         act_mb = 0.0 if probe is None else probe.saved_bytes / (1024 * 1024)
         meter.est_memory_mb = static_mb + act_mb
         if budget.memory_mb is not None and meter.est_memory_mb > budget.memory_mb:
@@ -535,13 +644,11 @@ class Trainer:
                 f"{static_mb:.2f} MB for parameters, gradients and optimiser state plus {act_mb:.2f} MB of "
                 f"activations at batch_size={self.batch_size}; lower batch_size, use a smaller model or raise the limit"
             )
-        state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
-                           budget=budget, meter=meter, terms={t.name: t for t in self.terms},
-                           fractions={k: 1.0 for k in self.weights}, robust_eval=self.robust_eval,
-                           max_epochs=self.epochs, batch_size=self.batch_size, steps_per_epoch=steps_per_epoch)
-        step_times: dict[tuple, deque] = {}
+        step_times: dict[tuple, deque] = {}  # per kind of step: recent seconds, its on_step_end hooks included
         eval_time = None
+        hooks_s = 0.0  # the slowest epoch's on_epoch_start + on_epoch_end hooks (a scheduler's decisions)
         stopped_by, over, message = "epochs", [], ""
+        max_step_s = 0.0
 
         def predicted_step(key, flops) -> float | None:
             """Seconds the step will take: its key's slowest recent time, else scaled by FLOPs."""
@@ -556,11 +663,8 @@ class Trainer:
             return None
 
         def predicted_eval() -> float:
-            if eval_time is not None:
-                return eval_time
-            times = [max(v) for v in step_times.values()]
-            est = max(times) if times else 0.0
-            return est * len(task.val) / (3 * self.batch_size) + 0.01
+            """Seconds between an epoch's last step and the next one's first: validation and epoch hooks."""
+            return (0.0 if eval_time is None else eval_time) + hooks_s
 
         def trial(weights, fractions, settings) -> dict:
             with meter.paused():
@@ -589,52 +693,28 @@ class Trainer:
 
         state.trial = trial
 
-        excluded = 0.0
         if budget.time_s is not None:
-            # time one step and one validation on a copy before the clock starts (excluded, reported)
-            c_start = time.perf_counter()
-            rng = torch.get_rng_state()
-            m2 = copy.deepcopy(model)
-            o2 = self._make_optimizer(m2)
-            b = batch_at(first)
-            c0 = time.perf_counter()
-            self._train_step(m2, o2, b, state.weights)
-            step_times[self._cost_key(b, state.weights)] = deque([time.perf_counter() - c0], maxlen=20)
-            c0 = time.perf_counter()
-            self._validate(m2, task, metrics)
-            eval_time = time.perf_counter() - c0
-            torch.set_rng_state(rng)
-            for t in self.terms:
-                if hasattr(t, "reset"):
-                    t.reset(self.seed)
-            excluded = time.perf_counter() - c_start
+            # the closing validation of the first epoch must fit too: estimate its cost (charged)
+            eval_time = self._validation_cost(model, task, metrics, left_s=budget.time_s - meter.elapsed_s)
+            if meter.elapsed_s + 1.25 * eval_time + _BOOKKEEPING_S > budget.time_s:
+                stopped_by = "time_s"
+                message = (f"the budget (time_s={budget.time_s:g}) cannot hold a single validation, predicted "
+                           f"at {eval_time:.3g} s after {meter.elapsed_s:.3g} s of set-up; no training step was "
+                           "taken and the test metrics are those of the untrained model. Raise the budget, or make "
+                           "the validation cheaper (e.g. RobustEval with fewer val_steps or val_n)")
 
         bar = None
-        if self.progress:
+        if self.progress and stopped_by == "epochs":
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.epochs, desc=f"{task.name}: training", leave=False)
 
-        meter.start()
-        meter.exclude(excluded)
-        cb_time = 0.0
-
-        def call(hook, *args) -> None:
-            nonlocal cb_time
-            if not self.callbacks:
-                return
-            t = meter.elapsed_s
-            for cb in self.callbacks:
-                getattr(cb, hook)(state, *args)
-            cb_time += meter.elapsed_s - t
-
         try:
-            call("on_fit_start")
-            for epoch in range(1, self.epochs + 1):
+            for epoch in range(1, (self.epochs if stopped_by == "epochs" else 0) + 1):
                 state.epoch = epoch
                 cb_time = 0.0
                 t_epoch = meter.elapsed_s
-                call("on_epoch_start")
+                epoch_hooks = call("on_epoch_start")
                 model.train()
                 batches.start_epoch()
                 losses, steps, norms = [], 0, []
@@ -662,14 +742,13 @@ class Trainer:
                         stopped_by = "flops"
                         break
                     if budget.time_s is not None:
-                        # pessimistic: the slowest recent step of this kind, the closing validation
-                        # with a 25% margin, and a few ms of bookkeeping
-                        pred = predicted_step(key, fl)
-                        if pred is not None:
-                            need = pred + 1.25 * predicted_eval() + _BOOKKEEPING_S
-                            if meter.elapsed_s + need > budget.time_s:
-                                stopped_by = "time_s"
-                                break
+                        # pessimistic: the slowest recent step of this kind (nothing before the
+                        # first step: that one is the measurement), the closing validation with a
+                        # 25% margin, and a few ms of bookkeeping
+                        need = (predicted_step(key, fl) or 0.0) + 1.25 * predicted_eval() + _BOOKKEEPING_S
+                        if meter.elapsed_s + need > budget.time_s:
+                            stopped_by = "time_s"
+                            break
                     t0 = meter.elapsed_s
                     if fl is None:  # the meta dry run failed: count this real step once, then reuse
                         with torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
@@ -685,7 +764,6 @@ class Trainer:
                     meter.add_flops(fl)
                     meter.sample()
                     dt = meter.elapsed_s - t0
-                    step_times.setdefault(key, deque(maxlen=20)).append(dt)
                     for k, w in weights.items():
                         if w:
                             term_time[k] = term_time.get(k, 0.0) + dt
@@ -693,6 +771,9 @@ class Trainer:
                     steps += 1
                     state.step += 1
                     call("on_step_end", batch, parts)
+                    dt = meter.elapsed_s - t0
+                    max_step_s = max(max_step_s, dt)
+                    step_times.setdefault(key, deque(maxlen=20)).append(dt)
                     if budget.memory_mb is not None and meter.peak_memory_mb > budget.memory_mb:
                         stopped_by, over = "memory_mb", ["memory_mb"]
                         break
@@ -716,7 +797,8 @@ class Trainer:
                     grad_norm=float(np.mean(norms)) if norms else float("nan"),
                 )
                 state.history.append(record)
-                call("on_epoch_end", record)
+                epoch_hooks += call("on_epoch_end", record)
+                hooks_s = max(hooks_s, epoch_hooks)
                 record.callback_s = cb_time
                 if bar is not None:
                     bar.update(1)
@@ -733,11 +815,14 @@ class Trainer:
                 bar.close()
 
         usage = meter.usage.to_dict()
+        usage["max_step_s"] = max_step_s
         if budget.time_s is not None and usage["time_s"] > budget.time_s and "time_s" not in over:
             over.append("time_s")
         if budget.memory_mb is not None and usage["peak_memory_mb"] > budget.memory_mb and "memory_mb" not in over:
             over.append("memory_mb")
-        if not state.history:
+        if message:
+            pass  # already says why the run took no step
+        elif not state.history:
             message = (f"the budget ({stopped_by}) was too small for a single training step; "
                        "test metrics are those of the untrained model")
         elif not any(not e.partial for e in state.history):
@@ -750,9 +835,12 @@ class Trainer:
                         ("max_params", usage["params"]), ("flops", usage["flops"])):
             limit = getattr(budget, f)
             fraction[f] = None if limit is None else used / limit
+        # the final report on the test split: outside the budget, timed and recorded
+        t_report = time.perf_counter()
         test = evaluate(model, task.test, metrics=metrics)
         if self.robust_eval is not None:
             test["robust_accuracy"] = self.robust_eval.measure(model, task, "test", seed=self.seed)
+        usage["report_s"] = time.perf_counter() - t_report
         self.model_ = model
         return RunRecord(
             task=task.name, seed=self.seed, config=self.config(task), epochs=state.history, test=test,
