@@ -1,4 +1,9 @@
-"""The ``trustkit`` command: run the tour report, list datasets, train one model under a budget."""
+"""The ``trustkit`` command: run the tour report, list datasets, train one model under a budget.
+
+``trustkit train --csv loans.csv --label approved --sensitive sex --positive-label yes`` trains on
+your own table through the same checks and splits as ``load_task("csv", ...)``; bad input is one
+line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -36,16 +41,82 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _left_aligned(table) -> str:
+    """A small table as text with left-aligned columns (long free-text details read better)."""
+    cols = list(table.columns)
+    cells = [cols] + [[str(v) for v in row] for row in table.itertuples(index=False)]
+    widths = [max(len(r[j]) for r in cells) for j in range(len(cols) - 1)]
+    return "\n".join("  ".join([*(r[j].ljust(widths[j]) for j in range(len(widths))), r[-1]]) for r in cells)
+
+
+def _csv_kwargs(args) -> dict | None:
+    """The ``load_task("csv", ...)`` arguments given on the command line, or None without --csv."""
+    csv_only = {"--label": args.label, "--sensitive": args.sensitive, "--positive-label": args.positive_label,
+                "--drop": args.drop, "--na-values": args.na_values, "--min-group-size": args.min_group_size}
+    if args.csv is None:
+        given = [flag for flag, value in csv_only.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only with --csv PATH (these options describe your own table)")
+        return None
+    if not args.label:
+        raise ValueError("--csv needs --label COL, the binary label column")
+    if not args.sensitive:
+        raise ValueError("--csv needs --sensitive COL, the sensitive column (repeat it for intersectional groups)")
+    return {
+        "path": args.csv, "label": args.label,
+        "sensitive": args.sensitive[0] if len(args.sensitive) == 1 else list(args.sensitive),
+        "positive_label": args.positive_label, "drop": list(args.drop or ()), "na_values": args.na_values,
+        "encoding": args.encoding, "sep": args.sep, "min_group_size": args.min_group_size,
+    }
+
+
 def _cmd_datasets(args) -> int:
     import pandas as pd
 
-    from .data import dataset_overview
+    from .data import DATASETS, dataset_availability, dataset_overview
 
-    sizes, balance = dataset_overview(args.names)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(sizes.to_string(index=False))
-        print()
-        print(balance.to_string(index=False))
+    csv_kwargs = _csv_kwargs(args)
+    names = list(args.names) or list(DATASETS)
+    if csv_kwargs is not None and "csv" not in names:
+        names.append("csv")
+    table = dataset_availability(names, root=args.root)
+    sizes, balance, failed = [], [], None
+    for i, name in enumerate(table["dataset"]):
+        if name == "csv":
+            if csv_kwargs is None:
+                continue
+            kwargs = csv_kwargs
+        elif table.loc[i, "status"] != "available":
+            continue
+        else:
+            kwargs = {"root": args.root} if name in ("mnist", "cifar10") else {}
+        try:
+            s, b = dataset_overview([name], dataset_kwargs={name: kwargs})
+        except Exception as exc:  # a listing reports a dataset it cannot read; it does not stop
+            table.loc[i, ["status", "detail"]] = ["unreadable", f"{type(exc).__name__}: {_one_line(exc)}"]
+            if name == "csv":
+                failed = exc
+            continue
+        if name == "csv":
+            table.loc[i, ["status", "detail"]] = ["available", str(args.csv)]
+        sizes.append(s)
+        balance.append(b)
+    print(_left_aligned(table))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        if sizes:
+            print()
+            print(pd.concat(sizes, ignore_index=True).to_string(index=False))
+        balance = [b for b in balance if len(b)]
+        if balance:
+            print()
+            print(pd.concat(balance, ignore_index=True).to_string(index=False))
+    if failed is not None:
+        print(f"trustkit: error: {_one_line(failed)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -54,7 +125,17 @@ def _cmd_train(args) -> int:
     from .data import load_task
     from .train import Trainer
 
-    task = load_task(args.dataset, seed=args.seed)
+    csv_kwargs = _csv_kwargs(args)
+    if csv_kwargs is not None:
+        if args.dataset not in (None, "csv"):
+            raise ValueError(f"give either --dataset or --csv, not both (got --dataset {args.dataset})")
+        task = load_task("csv", seed=args.seed, **csv_kwargs)
+    else:
+        dataset = args.dataset or "compas"
+        if dataset == "csv":
+            raise ValueError("--dataset csv needs --csv PATH --label COL --sensitive COL")
+        kwargs = {"root": args.root} if dataset in ("mnist", "cifar10") else {}
+        task = load_task(dataset, seed=args.seed, **kwargs)
     budget = Budget(time_s=args.time_budget, memory_mb=args.memory_budget, flops=args.flops_budget)
     model = args.model or ("cnn" if task.kind == "image" else "mlp")
     record = Trainer(model=model, epochs=args.epochs, lr=args.lr, budget=budget, seed=args.seed).fit(task)
@@ -62,6 +143,23 @@ def _cmd_train(args) -> int:
     if record.message:
         print(record.message, file=sys.stderr)
     return 0
+
+
+def _add_csv_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own table (a CSV file)")
+    g.add_argument("--csv", metavar="PATH", default=None, help="a CSV file with a header row")
+    g.add_argument("--label", metavar="COL", default=None, help="the binary label column")
+    g.add_argument("--sensitive", metavar="COL", action="append", default=None,
+                   help="the sensitive column; repeat it for intersectional groups")
+    g.add_argument("--positive-label", metavar="VALUE", default=None,
+                   help="the label value that counts as positive (default: 1 for a 0/1 label)")
+    g.add_argument("--drop", metavar="COL", action="append", default=None, help="a column to leave out (repeatable)")
+    g.add_argument("--na-values", metavar="TOKEN", action="append", default=None,
+                   help="a token that means missing, e.g. '?' (repeatable)")
+    g.add_argument("--min-group-size", type=int, default=None, metavar="N",
+                   help="the fewest rows a sensitive group may have (default: two in the smallest split)")
+    g.add_argument("--encoding", default="utf-8", help="the file's text encoding (default utf-8)")
+    g.add_argument("--sep", default=",", help="the field separator (default ',')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,12 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-html", action="store_true")
     r.set_defaults(fn=_cmd_report)
 
-    s = sub.add_parser("datasets", help="sizes and sensitive-group balance of the offline datasets")
-    s.add_argument("names", nargs="*", default=["adult", "compas", "german", "digits"])
+    s = sub.add_parser("datasets", help="which datasets are available, their sizes and sensitive-group balance")
+    s.add_argument("names", nargs="*", default=[], help="datasets to list (default: all)")
+    s.add_argument("--root", default=None, help="a local torchvision root holding MNIST / CIFAR-10")
+    _add_csv_options(s)
     s.set_defaults(fn=_cmd_datasets)
 
     t = sub.add_parser("train", help="train one model under a budget and print its record")
-    t.add_argument("--dataset", default="compas")
+    t.add_argument("--dataset", default=None, help="a built-in dataset (default: compas); see `trustkit datasets`")
+    t.add_argument("--root", default=None, help="the torchvision root for mnist / cifar10")
     t.add_argument("--model", default=None, help="mlp, cnn or resnet18 (default: by task)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--lr", type=float, default=3e-3)
@@ -94,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-budget", type=float, default=None, help="seconds")
     t.add_argument("--memory-budget", type=float, default=None, help="MB above the start of the run")
     t.add_argument("--flops-budget", type=float, default=None)
+    _add_csv_options(t)
     t.set_defaults(fn=_cmd_train)
     return p
 
@@ -102,8 +204,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"trustkit: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:  # bad input: one line, exit code 2, no traceback
+        print(f"trustkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 
