@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
-import numpy as np
 import torch
 
 from .._validation import _suggest
@@ -74,13 +73,15 @@ def default_metrics(*, n_classes: int, has_sensitive: bool) -> tuple[str, ...]:
 
 
 def compute_metrics(names: Sequence[str], y, probs, a=None) -> dict[str, float]:
-    """Compute named metrics from labels, class probabilities ``(n, C)`` and group codes."""
+    """Compute named metrics from labels, class probabilities ``(n, C)`` and group values.
+
+    ``y`` holds class labels ``0..C-1``; the predicted label is the argmax of ``probs``; ``a`` holds
+    one group value per row (integer codes, strings, bools), as the fairness gaps take it.
+    """
     probs = torch.as_tensor(probs, dtype=torch.double)
-    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
     names = check_metrics(names, n_classes=probs.shape[1], has_sensitive=a is not None)
     pred = probs.argmax(dim=1)
-    a_t = None if a is None else torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
-    return {n: METRICS[n].fn(y, probs, pred, a_t) for n in names}
+    return {n: METRICS[n].fn(y, probs, pred, a) for n in names}
 
 
 def evaluate(model: torch.nn.Module, split, *, metrics: Sequence[str] | None = None, batch_size: int = 2048) -> dict[str, float]:
