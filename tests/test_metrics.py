@@ -1,6 +1,9 @@
 """Every metric against an independent reference on many random inputs."""
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fairlearn.metrics import (
@@ -98,6 +101,195 @@ def test_group_table_matches_metricframe():
 def test_group_table_uses_names():
     t = tm.group_table([1, 0, 1, 0], [1, 0, 0, 0], [0, 0, 1, 1], group_names=("women", "men"))
     assert t["group"].tolist() == ["women", "men"]
+
+
+# --- undefined rates: the gaps follow fairlearn ------------------------------------------
+
+# group 1 has no positives, so its TPR is undefined; fairlearn counts it as 0
+NO_POS = dict(y=[1, 1, 0, 0, 0, 0], p=[1, 0, 0, 1, 1, 0], a=[0, 0, 0, 0, 1, 1])
+# group 1 has no negatives, so its FPR is undefined
+NO_NEG = dict(y=[1, 1, 0, 0, 1, 1], p=[1, 0, 0, 1, 1, 1], a=[0, 0, 0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("case, rate", [(NO_POS, "TPR"), (NO_NEG, "FPR")])
+def test_undefined_rate_counts_as_zero_like_fairlearn(case, rate):
+    y, p, a = case["y"], case["p"], case["a"]
+    expected = {
+        "eo": equalized_odds_difference(y, p, sensitive_features=a),
+        "eo_mean": equalized_odds_difference(y, p, sensitive_features=a, agg="mean"),
+        "eopp": equal_opportunity_difference(y, p, sensitive_features=a),
+    }
+    with pytest.warns(tm.UndefinedRateWarning, match=rf"{rate} is undefined for group 1 \(it has no"):
+        got = {"eo": tm.eo_gap(y, p, a), "eo_mean": tm.eo_gap(y, p, a, agg="mean"), "eopp": tm.eopp_gap(y, p, a)}
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert not any(np.isnan(v) for v in got.values())
+    if rate == "TPR":  # the planted answer: TPR 1/2 against 0, FPR 1/2 against 1/2
+        assert got == pytest.approx({"eo": 0.5, "eo_mean": 0.25, "eopp": 0.5})
+
+
+def test_undefined_rate_warning_names_the_group_by_its_value():
+    with pytest.warns(tm.UndefinedRateWarning, match="TPR is undefined for group 'f'"):
+        tm.tpr_gap(NO_POS["y"], NO_POS["p"], ["m", "m", "m", "m", "f", "f"])
+    with pytest.warns(tm.UndefinedRateWarning, match="FPR is undefined for groups 0, 1"):
+        tm.fpr_gap([1, 1, 1, 1], [1, 0, 1, 1], [0, 0, 1, 1])
+
+
+def test_eo_gap_does_not_depend_on_the_order_of_groups():
+    y, p, a = NO_POS["y"], NO_POS["p"], np.asarray(NO_POS["a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tm.UndefinedRateWarning)
+        for agg in ("worst_case", "mean"):
+            ref = tm.eo_gap(y, p, a, agg=agg)
+            assert tm.eo_gap(y, p, 1 - a, agg=agg) == ref
+            assert tm.eo_gap(y[::-1], p[::-1], a[::-1], agg=agg) == ref
+
+
+def test_gaps_without_any_positive_equal_fairlearn():
+    y, p, a = [0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]
+    with pytest.warns(tm.UndefinedRateWarning, match="TPR is undefined for groups 0, 1"):
+        assert tm.eopp_gap(y, p, a) == equal_opportunity_difference(y, p, sensitive_features=a) == 0.0
+    with pytest.warns(tm.UndefinedRateWarning):
+        assert tm.eo_gap(y, p, a) == equalized_odds_difference(y, p, sensitive_features=a) == 0.5
+
+
+def test_defined_rates_do_not_warn():
+    y, _, yhat, a = _binary_case(0, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tm.eo_gap(y, yhat, a)
+        tm.eopp_gap(y, yhat, a)
+
+
+def test_group_table_shows_undefined_rates_as_nan():
+    t = tm.group_table(NO_POS["y"], NO_POS["p"], NO_POS["a"])
+    assert np.isnan(t["tpr"][1]) and t["tpr"][0] == 0.5
+    assert t["fpr"].tolist() == [0.5, 0.5]
+    r = tm.group_rates(NO_NEG["y"], NO_NEG["p"], NO_NEG["a"])
+    assert bool(torch.isnan(r["fpr"][1])) and float(r["fpr"][0]) == 0.5
+
+
+# --- sensitive values of any type ----------------------------------------------------------
+
+@pytest.mark.parametrize("write", [
+    lambda codes: [["m", "f", "x"][c] for c in codes],
+    lambda codes: np.array([["m", "f", "x"][c] for c in codes], dtype=object),
+    lambda codes: pd.Series([["m", "f", "x"][c] for c in codes]),
+    lambda codes: pd.Series([["m", "f", "x"][c] for c in codes], dtype="category"),
+    lambda codes: np.asarray(codes) * 10 - 5,
+    lambda codes: torch.as_tensor(codes),
+    lambda codes: pd.Series(codes).to_numpy()[:, None],
+], ids=["list-str", "object", "series-str", "category", "shifted-int", "tensor", "column"])
+@pytest.mark.parametrize("seed", range(5))
+def test_string_groups_give_the_same_gaps_as_integer_codes(write, seed):
+    y, _, yhat, a = _binary_case(seed, 3)
+    written = write(a)
+    for gap in (tm.dp_gap, tm.eo_gap, tm.eopp_gap, tm.tpr_gap, tm.fpr_gap):
+        assert gap(y, yhat, written) == gap(y, yhat, a)
+    assert tm.eo_gap(y, yhat, written, agg="mean") == tm.eo_gap(y, yhat, a, agg="mean")
+    sf = np.asarray(written).reshape(-1)
+    ref = demographic_parity_difference(y, yhat, sensitive_features=sf)
+    assert tm.dp_gap(y, yhat, written) == pytest.approx(ref, abs=1e-12)
+
+
+def test_bool_groups_are_accepted():
+    y, _, yhat, a = _binary_case(4, 2)
+    assert tm.dp_gap(y, yhat, a == 1) == tm.dp_gap(y, yhat, a)
+    assert tm.group_table(y, yhat, a == 1)["group"].tolist() == [False, True]
+
+
+def test_group_table_keeps_group_names():
+    t = tm.group_table([1, 0, 1, 0, 1], [1, 0, 0, 0, 1], pd.Series(["women", "women", "men", "men", "non-binary"]))
+    assert t["group"].tolist() == ["men", "non-binary", "women"]
+    assert t["count"].tolist() == [2, 1, 2]
+    assert t["tpr"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_compute_metrics_accepts_string_groups():
+    y, p, _, a = _binary_case(5)
+    probs = np.stack([1 - p, p], axis=1)
+    names = ["dp_gap", "eo_gap", "eo_gap_mean", "eopp_gap"]
+    assert tm.compute_metrics(names, y, probs, np.array(["g0", "g1"])[a]) == tm.compute_metrics(names, y, probs, a)
+
+
+def test_sensitive_with_missing_values_is_an_error():
+    with pytest.raises(ValueError, match="sensitive holds 1 missing values"):
+        tm.dp_gap([0, 1, 1], [0, 1, 0], ["a", None, "b"])
+    with pytest.raises(ValueError, match="sensitive holds 1 missing values"):
+        tm.dp_gap([0, 1, 1], [0, 1, 0], [0.0, np.nan, 1.0])
+
+
+def test_sensitive_values_must_be_sortable():
+    with pytest.raises(ValueError, match=r"sensitive mixes values that cannot be sorted \(int, str\)"):
+        tm.dp_gap([0, 1, 1], [0, 1, 0], np.array([1, "a", 1], dtype=object))
+
+
+def test_sensitive_must_be_one_column():
+    with pytest.raises(ValueError, match="sensitive must be one-dimensional"):
+        tm.dp_gap([0, 1], [0, 1], [[0, 1], [1, 0]])
+
+
+def test_group_names_need_integer_codes():
+    with pytest.raises(ValueError, match="group_names labels integer group codes"):
+        tm.group_table([1, 0], [1, 0], ["a", "b"], group_names=["x", "y"])
+    with pytest.raises(ValueError, match="group_names has 2 names"):
+        tm.group_table([1, 0, 1], [1, 0, 1], [0, 1, 2], group_names=["x", "y"])
+
+
+# --- predicted labels, not probabilities --------------------------------------------------
+
+def test_accuracy_refuses_probabilities():
+    y, p, _, _ = _binary_case(2)
+    with pytest.raises(ValueError, match=r"y_pred must be class labels \(integers 0..K-1\); got non-integer values"
+                                         r".*Threshold probabilities first, e.g. \(p >= 0.5\), or take the argmax"):
+        tm.accuracy(y, p)
+    assert tm.accuracy(y, p >= 0.5) == skm.accuracy_score(y, p >= 0.5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: tm.balanced_accuracy([0, 1, 1], p),
+    lambda p: tm.f1_score([0, 1, 1], p),
+    lambda p: tm.positive_rate(p),
+    lambda p: tm.dp_gap([0, 1, 1], p, [0, 1, 1]),
+    lambda p: tm.eo_gap([0, 1, 1], p, [0, 1, 1]),
+    lambda p: tm.eopp_gap([0, 1, 1], p, [0, 1, 1]),
+    lambda p: tm.group_table([0, 1, 1], p, [0, 1, 1]),
+], ids=["balanced_accuracy", "f1", "positive_rate", "dp_gap", "eo_gap", "eopp_gap", "group_table"])
+def test_label_metrics_refuse_probabilities(call):
+    with pytest.raises(ValueError, match=r"y_pred must be .*labels.*non-integer values such as 0.25.*p >= 0.5"):
+        call(np.array([0.25, 0.75, 1.0]))
+    with pytest.raises(ValueError, match="y_pred must be .*labels"):
+        call(torch.tensor([0.0, float("nan"), 1.0]))
+
+
+def test_labels_may_be_bools_or_whole_floats():
+    assert tm.accuracy([True, False, True], [1, 0, 0]) == pytest.approx(2 / 3)
+    assert tm.accuracy([1, 0, 1], [1.0, 0.0, 0.0]) == pytest.approx(2 / 3)
+    assert tm.f1_score(torch.tensor([True, False]), np.array([1.0, 1.0])) == skm.f1_score([1, 0], [1, 1])
+    assert tm.dp_gap([1, 0, 1, 0], [True, False, False, False], [0, 0, 1, 1]) == 0.5
+
+
+def test_values_outside_the_label_set_are_an_error():
+    with pytest.raises(ValueError, match=r"y_pred must be class labels \(integers 0..K-1\); got -1"):
+        tm.accuracy([0, 1], [0, -1])
+    with pytest.raises(ValueError, match=r"y_pred must be binary labels \(0/1\); got 2"):
+        tm.f1_score([0, 1], [0, 2])
+    with pytest.raises(ValueError, match=r"y_true must be binary labels \(0/1\); got 2"):
+        tm.roc_auc([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"y_true must be class labels \(integers 0..2\); got 3"):
+        tm.expected_calibration_error([0, 3], np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="y_pred must be class labels .*non-numeric"):
+        tm.accuracy([0, 1], np.array([0, "a"], dtype=object))
+
+
+def test_score_and_probability_metrics_take_floats():
+    y, p, _, _ = _binary_case(6)
+    assert tm.roc_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert tm.roc_auc(y, 10 * p - 3) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert 0 <= tm.expected_calibration_error(y, p) <= 1
+    with pytest.raises(ValueError, match="probs must lie in"):
+        tm.expected_calibration_error([0, 1], [0.5, float("nan")])
+    with pytest.raises(ValueError, match="scores must be finite"):
+        tm.roc_auc([0, 1], [0.5, float("nan")])
 
 
 @pytest.mark.parametrize("seed", range(10))
