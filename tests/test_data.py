@@ -580,3 +580,13 @@ def test_dataset_availability_names_what_is_missing(tmp_path, monkeypatch):
     row = td.dataset_availability(["adult"]).iloc[0]
     assert row["status"] == "missing"
     assert "adult/adult.data" in row["detail"] and "make venv" in row["detail"] and "'digits'" in row["detail"]
+
+
+def test_overview_of_your_own_table_points_to_writing_a_card(tmp_path):
+    from trustkit.data import dataset_overview
+
+    path = _write(tmp_path, _toy())
+    sizes, balance = dataset_overview(["csv", "german"], dataset_kwargs={"csv": {"path": str(path), **_OWN}})
+    cards = dict(zip(sizes["task"], sizes["card"]))
+    assert cards["german"] == "data_cards/german.md" and (CARDS / "german.md").is_file()
+    assert cards[sizes["task"][0]].startswith("none shipped") and "data_cards/README.md" in cards[sizes["task"][0]]

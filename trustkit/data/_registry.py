@@ -45,6 +45,13 @@ def load_task(name: str, **kwargs) -> Task:
     return _LOADERS[name](**kwargs)
 
 
+def _card_path(card: str) -> str:
+    """Where a task's data card is; a table of your own (card "custom") has none shipped."""
+    if card == "custom":
+        return "none shipped: write one for your table (data_cards/README.md gives the format)"
+    return f"data_cards/{card}.md"
+
+
 def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int = 0, dataset_kwargs=None):
     """Two tables for a quick look at datasets: split sizes, and sensitive-group balance (all rows).
 
@@ -66,7 +73,7 @@ def dataset_overview(names=("adult", "compas", "german", "digits"), *, seed: int
             "task": task.name, "kind": task.kind, "rows": int(s["rows"].sum()), "train": len(task.train),
             "val": len(task.val), "test": len(task.test), "features": len(task.feature_names)
             if task.kind == "tabular" else "x".join(map(str, task.input_shape)),
-            "classes": task.n_classes, "sensitive": task.sensitive or "-", "card": f"data_cards/{task.card}.md",
+            "classes": task.n_classes, "sensitive": task.sensitive or "-", "card": _card_path(task.card),
         }]))
         if task.has_sensitive:
             parts = [task.group_balance(sp) for sp in ("train", "val", "test")]
