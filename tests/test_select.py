@@ -168,3 +168,32 @@ def test_online_omp_errors_and_warning():
         sel.start_epoch(np.array([1.0, np.nan, 0.0]))
     with pytest.raises(ValueError, match="n_atoms must be an integer"):
         OnlineOMP(n_atoms=0)
+
+
+def test_nonneg_online_omp_never_keeps_a_point_for_its_harm():
+    # the target is built from three helpful atoms and one harmful atom (negative weight): a
+    # signed fit selects the harmful one, the non-negative fit must not, and its weights are >= 0
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(120, 80))
+    helpful, harmful = [3, 17, 42], 60
+    y = X[:, helpful] @ np.array([1.0, 1.5, 2.0]) - 1.2 * X[:, harmful]
+    picks = {}
+    for nonneg in (False, True):
+        sel = OnlineOMP(n_atoms=4, nonneg=nonneg)
+        sel.start_epoch(y)
+        for _ in range(3):
+            order = rng.permutation(80)
+            sel.offer(order, X[:, order])
+        picks[nonneg] = sel
+    assert harmful in picks[False].selected_ids
+    nn = picks[True]
+    assert harmful not in nn.selected_ids and set(helpful) <= set(nn.selected_ids)
+    assert (nn.beta.numpy() >= 0).all() and len(nn.selected_ids) == 4
+    cols = X[:, nn.selected_ids] / np.linalg.norm(X[:, nn.selected_ids], axis=0)
+    from scipy.optimize import nnls
+
+    beta, rnorm = nnls(cols, y)
+    np.testing.assert_allclose(nn.beta.numpy(), beta, atol=1e-8)
+    assert nn.residual_norm == pytest.approx(rnorm, rel=1e-8)
+    with pytest.raises(TypeError, match="nonneg must be True or False"):
+        OnlineOMP(n_atoms=2, nonneg="yes")

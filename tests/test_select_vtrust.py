@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trustkit.data import load_digits, load_german
+from trustkit.data import Split, Task, load_digits, load_german
 from trustkit.models import make_model
 from trustkit.select import (
     VTruST,
@@ -21,6 +21,26 @@ from trustkit.select import (
 @pytest.fixture(scope="module")
 def german():
     return load_german(seed=0)
+
+
+def _planted(seed, *, n=600, d=5, group_noise=(0.0, 0.0), group_sigma=(0.0, 0.0), n_eval=400):
+    """A binary task with known structure: ``y = 1[x·w + σ_a ε > 0]``, then the training labels of
+    group ``a`` flipped with probability ``group_noise[a]``. Returns the task and the training
+    split's flipped (harmful) points; validation and test labels are clean."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+
+    def split(m, train):
+        X = rng.normal(size=(m, d)).astype(np.float32)
+        a = rng.integers(0, 2, m)
+        y = (X @ w + np.asarray(group_sigma)[a] * rng.normal(size=m) > 0).astype(np.int64)
+        flip = (rng.random(m) < np.asarray(group_noise)[a]) if train else np.zeros(m, bool)
+        return Split(X=X, y=np.where(flip, 1 - y, y), a=a.astype(np.int64), index=np.arange(m)), flip
+
+    (tr, flipped), (va, _), (te, _) = split(n, True), split(n_eval, False), split(n_eval, False)
+    task = Task(name="planted", train=tr, val=va, test=te, feature_names=tuple(f"x{i}" for i in range(d)),
+                n_classes=2, kind="tabular", card="synthetic", seed=seed, sensitive="g", group_names=("g0", "g1"))
+    return task, flipped
 
 
 def _head_grad(model, loss):
@@ -94,7 +114,7 @@ def test_vtrust_selects_a_tracked_subset(german):
     assert len(np.unique(res.indices)) == len(res.indices) and res.indices.max() < len(german.train)
     assert abs(d["fraction_selected"] - 0.5) < 0.1
     assert 0 <= d["relative_residual"] <= 1.0 + 1e-9
-    assert 2 * d["n_atoms"] <= min(d["target_rows"], d["gradient_dim"])
+    assert 2 * d["n_atoms"] <= min(d["target_rows"], d["feature_rank"])
     assert d["selection_s"] > 0 and len(res.history) == 3
     again = VTruST(**kw).select(german)
     np.testing.assert_array_equal(res.indices, again.indices)
@@ -106,6 +126,83 @@ def test_vtrust_selects_a_tracked_subset(german):
 def test_vtrust_warns_when_not_over_determined(german):
     with pytest.warns(RuntimeWarning, match="not over-determined"):
         VTruST(value="accuracy", unit="sample", fraction=0.5, epochs=1, progress=False).select(german)
+
+
+def test_vtrust_group_size_follows_the_measured_rank_of_the_gradients(german):
+    # the guard must use the rank the features can have, measured on real per-sample gradients of
+    # the model the selection starts from, not the gradient's length
+    torch.manual_seed(0)
+    model = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0)
+    g = per_sample_grads(model, torch.as_tensor(german.train.X), torch.as_tensor(german.train.y))
+    rank = int(torch.linalg.matrix_rank(g))
+    assert rank < g.shape[1]  # a 2-class head: the gradient has fewer directions than numbers
+    res = VTruST(value="accuracy+fairness", fraction=0.5, epochs=1, progress=False).select(german)
+    d = res.diagnostics
+    assert d["gradient_dim"] == g.shape[1] and d["gradient_rank"] == rank
+    capacity = min(d["target_rows"], d["feature_rank"])
+    assert d["feature_rank"] <= rank and 2 * d["n_atoms"] <= capacity
+    # and the group size is the smallest that keeps the fit over-determined
+    n, size = len(german.train), d["atom_size"]
+    assert size == 1 or 2 * round(0.5 * np.ceil(n / (size - 1))) > capacity
+
+
+def test_reported_residual_is_least_squares_on_the_final_features(german):
+    from trustkit.select import value_features
+
+    sel = VTruST(value="accuracy+fairness", lam=0.5, fraction=0.5, epochs=4, progress=False, seed=0)
+    res = sel.select(german)
+    d = res.diagnostics
+    # recompute the last epoch's problem from the final model: target, atoms, least squares
+    value = make_value_function(german, "accuracy+fairness", lam=0.5, seed=0)
+    comp = value(res.model)
+    y = value(make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0)).values - comp.values
+    scale = torch.ones(len(y), dtype=torch.double)
+    for rows, w in value.blocks():
+        scale[rows] = w / y[rows].norm()
+    g = per_sample_grads(res.model, torch.as_tensor(german.train.X), torch.as_tensor(german.train.y)).double()
+    f = value_features(g, comp.grads, lr=sel.lr, kind="paper") * scale[:, None]
+    atoms = sel._atoms(german, min(d["target_rows"], d["feature_rank"]))[0]
+    cols = torch.stack([f[:, atoms[k]].mean(1) for k in res.atoms], 1)
+    cols = cols / cols.norm(dim=0)
+    target = y * scale
+    beta = torch.linalg.lstsq(cols, target.unsqueeze(1)).solution.squeeze(1)
+    expected = float((target - cols @ beta).norm() / target.norm())
+    assert d["relative_residual"] == pytest.approx(expected, rel=1e-4)
+    assert res.history[-1]["relative_residual"] == pytest.approx(expected, rel=1e-4)
+    # the online pursuit's own residual mixes epochs and is reported under a name that says so
+    assert d["online_residual_mixed_epochs"] != pytest.approx(expected, rel=1e-3)
+
+
+def _selected_vs_random(value, seeds, **task_kw):
+    from trustkit.select import random_subset
+    from trustkit.train import Trainer
+
+    rows = []
+    for seed in seeds:
+        task, flipped = _planted(seed, **task_kw)
+        res = VTruST(value=value, fraction=0.5, epochs=5, seed=seed, progress=False).select(task)
+        rnd = random_subset(task, len(res.indices) / len(task.train), seed=seed)
+        row = []
+        for idx in (res.indices, rnd):
+            tr = Trainer(model="mlp", epochs=20, lr=3e-3, seed=seed, progress=False)
+            tr.fit(subset_task(task, idx))
+            with torch.no_grad():
+                loss = F.cross_entropy(tr.model_(torch.as_tensor(task.val.X)), torch.as_tensor(task.val.y))
+            row += [float(loss), float(flipped[idx].mean())]
+        rows.append(row)
+    return np.mean(rows, axis=0)  # VTruST loss, VTruST flipped share, random loss, random flipped share
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "online OMP fits the direction of the value vector by least squares on unit-norm columns: a weight absorbs "
+    "a column's magnitude, so how much value an atom adds does not count, and the fit reproduces what training "
+    "on all points achieved, harm included; on planted flipped labels it keeps them at about the random rate"))
+def test_vtrust_accuracy_value_beats_random_on_planted_noisy_labels():
+    # 40% of group 1's training labels are flipped (validation is clean): the accuracy value targets
+    # the validation loss, so VTruST's subset should reach a lower one than a random subset of the
+    # same size, and keep fewer flipped points
+    vt_loss, vt_flip, rnd_loss, rnd_flip = _selected_vs_random("accuracy", range(3), n=800, group_noise=(0.0, 0.4))
+    assert vt_loss < rnd_loss - 0.01 and vt_flip < rnd_flip - 0.03
 
 
 def test_subset_task_errors(german):
@@ -129,12 +226,36 @@ def test_random_subset_is_stratified_and_seeded(compas_task):
                                cells(compas_task.train.y, compas_task.train.a), atol=0.005)
 
 
-def test_tracin_topk_selects_k_distinct_points(german):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tracin_topk_drops_planted_noisy_labels(seed):
+    # 20% of the training labels are flipped; validation is clean, so a flipped point raises the
+    # validation loss and must rank low: the top 60% keep far fewer flipped points than the data
+    from trustkit.select import random_subset, tracin_topk
+
+    task, flipped = _planted(seed, group_noise=(0.2, 0.2))
+    k = round(0.6 * len(task.train))
+    for stratify in (False, True):
+        idx, scores = tracin_topk(task, 0.6, value="accuracy", epochs=3, seed=seed, stratify=stratify, return_scores=True)
+        assert len(idx) == k and len(np.unique(idx)) == k
+        assert flipped[idx].mean() < 0.5 * flipped[random_subset(task, 0.6, seed=seed)].mean()
+        np.testing.assert_array_equal(idx, tracin_topk(task, 0.6, value="accuracy", epochs=3, seed=seed, stratify=stratify))
+    assert scores[flipped].mean() < 0 < scores[~flipped].mean()  # helpful points score higher
+    # the stratified variant keeps each class's share of the split
+    assert abs(task.train.y[idx].mean() - task.train.y.mean()) <= 1 / k
+
+
+def test_plain_tracin_is_a_class_filter_and_the_stratified_variant_is_not(compas_task):
     from trustkit.select import tracin_topk
 
-    idx = tracin_topk(german, 0.4, value="accuracy", epochs=2)
-    assert len(idx) == 240 and len(np.unique(idx)) == 240
-    np.testing.assert_array_equal(idx, tracin_topk(german, 0.4, value="accuracy", epochs=2))
+    y = compas_task.train.y
+    plain, scores = tracin_topk(compas_task, 0.6, value="accuracy", epochs=3, return_scores=True)
+    strat = tracin_topk(compas_task, 0.6, value="accuracy", epochs=3, stratify=True)
+    # the sign of a last-layer score follows the label: one class scores almost entirely above 0
+    assert max((scores[y == 0] > 0).mean(), (scores[y == 1] > 0).mean()) > 0.95
+    assert abs(y[plain].mean() - y.mean()) > 0.15
+    assert len(strat) == len(plain) and abs(y[strat].mean() - y.mean()) <= 1 / len(strat)
+    with pytest.raises(TypeError, match="stratify must be True or False"):
+        tracin_topk(compas_task, 0.6, stratify="label")
 
 
 def test_fairlearn_threshold_optimizer_reduces_the_eo_gap(compas_task):
@@ -157,16 +278,67 @@ def test_remaining_target_variant_runs(german):
     assert len(res.indices) > 0 and res.diagnostics["relative_residual"] <= 1 + 1e-9
 
 
-def test_ssfr_adapts_group_shares_and_selects_low_loss_points(compas_task):
+@pytest.mark.parametrize("seed", [0, 2])
+def test_ssfr_raises_the_share_of_the_higher_loss_group(seed):
+    # group 1's labels are far noisier functions of x than group 0's, so its cells have the larger
+    # loss; equalised odds asks for more of group 1 within each label, never less
     from trustkit.select import ssfr_subset
 
-    idx, hist = ssfr_subset(compas_task, 0.6, epochs=4, seed=0, return_history=True)
-    assert abs(len(idx) / len(compas_task.train) - 0.6) < 0.02
-    assert len(hist) == 4 and hist[0] != hist[-1]  # shares moved
+    task, _ = _planted(seed, n=1200, group_sigma=(0.0, 2.0))
+    _, hist = ssfr_subset(task, 0.6, epochs=6, lr=1e-2, seed=seed, return_history=True)
+    assert len(hist) == 5  # one warm-start epoch, then a selection per epoch
     for lab in (0, 1):
-        assert sum(v for k, v in hist[-1].items() if k.startswith(f"share_y{lab}_")) == pytest.approx(1.0)
+        share = [h[f"share_y{lab}_1"] for h in hist]
+        assert all(b >= a - 1e-9 for a, b in zip(share, share[1:])), share
+        assert all(h[f"loss_y{lab}_1"] >= h[f"loss_y{lab}_0"] for h in hist[:1])
+    assert sum(hist[-1][f"share_y{lab}_1"] - hist[0][f"share_y{lab}_1"] for lab in (0, 1)) > 0.02
+
+
+def test_ssfr_drops_planted_noisy_labels():
+    from trustkit.select import ssfr_subset
+
+    task, flipped = _planted(0, n=1200, group_noise=(0.2, 0.2), group_sigma=(0.3, 0.3))
+    idx = ssfr_subset(task, 0.6, epochs=6, lr=1e-2, seed=0)
+    assert flipped[idx].mean() < 0.25 * flipped.mean()
+
+
+def test_ssfr_returns_the_size_asked_with_bounded_shares(compas_task):
+    # on COMPAS the shares used to run away (one cell down to 1 of its 688 points, 0.548 of the
+    # data kept when 0.6 was asked); now every selection has exactly round(0.6 n) points and each
+    # cell keeps at least min_share of its label's places (or all its points if it has fewer)
+    from trustkit.select import ssfr_subset
+
+    y, a = compas_task.train.y, compas_task.train.a
+    n = round(0.6 * len(y))
+    for cell_loss in ("quantile", "selected"):
+        idx, hist = ssfr_subset(compas_task, 0.6, epochs=10, cell_loss=cell_loss, seed=0, return_history=True)
+        assert len(idx) == n and len(hist) == 9 and all(h["selected"] == n for h in hist)
+        for h in hist:
+            for lab in (0, 1):
+                m = h[f"n_y{lab}_0"] + h[f"n_y{lab}_1"]
+                assert abs(m - n * (y == lab).mean()) <= 1  # label sizes fixed
+                assert h[f"share_y{lab}_0"] + h[f"share_y{lab}_1"] == pytest.approx(1.0)
+                for g in (0, 1):
+                    cell = int(((y == lab) & (a == g)).sum())
+                    assert h[f"n_y{lab}_{g}"] <= cell
+                    assert h[f"n_y{lab}_{g}"] >= min(round(0.1 * m), cell) - 1
+        # the last selection is the subset returned: the counts per cell match
+        for lab in (0, 1):
+            for g in (0, 1):
+                assert int(((y[idx] == lab) & (a[idx] == g)).sum()) == hist[-1][f"n_y{lab}_{g}"]
+
+
+def test_ssfr_errors(compas_task):
+    from trustkit.select import ssfr_subset
+
     with pytest.raises(ValueError, match="SSFR needs a binary task"):
         ssfr_subset(load_digits(seed=0), 0.5)
+    with pytest.raises(ValueError, match="epochs must exceed warm_start"):
+        ssfr_subset(compas_task, 0.5, epochs=1)
+    with pytest.raises(ValueError, match=r"min_share must be a number in \[0, 0.5\)"):
+        ssfr_subset(compas_task, 0.5, min_share=0.5)
+    with pytest.raises(ValueError, match="unknown cell_loss"):
+        ssfr_subset(compas_task, 0.5, cell_loss="all")
 
 
 def test_cf_gap_and_data_map():

@@ -1,7 +1,8 @@
 """VTruST building blocks: per-sample gradient value features and (online) orthogonal matching pursuit.
 
 :class:`VTruST` runs the selection during an ERM run; :func:`subset_task` retrains on the result.
-Baselines: :func:`random_subset`, :func:`tracin_topk`, :func:`ssfr_subset`,
+:func:`feature_rank` measures the rank the features can have (it sizes VTruST's atoms).
+Baselines: :func:`random_subset`, :func:`tracin_topk` (plain or class-stratified), :func:`ssfr_subset`,
 :func:`fairlearn_reference`; explanations: :func:`cf_gap`, :func:`data_map`; augmentation pools: :func:`augmented_task`
 (UAug with :func:`uniform_counts`) and :func:`saug` (Algorithm 3).
 
@@ -27,11 +28,11 @@ from ._value import (
     fairness_value,
     robustness_value,
 )
-from ._vtrust import SelectionResult, VTruST, make_value_function, subset_task
+from ._vtrust import SelectionResult, VTruST, feature_rank, make_value_function, subset_task
 
 __all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns",
            "omp", "OMPResult", "OnlineOMP", "VALUE_FUNCTIONS", "ValueFunction", "ValueComponents",
            "accuracy_value", "fairness_value", "robustness_value", "composite_value",
-           "VTruST", "SelectionResult", "subset_task", "make_value_function",
+           "VTruST", "SelectionResult", "subset_task", "make_value_function", "feature_rank",
            "random_subset", "tracin_topk", "fairlearn_reference", "ssfr_subset", "cf_gap", "data_map",
            "augmented_task", "uniform_counts", "saug", "SAugResult", "robust_accuracies"]

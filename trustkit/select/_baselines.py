@@ -4,6 +4,13 @@
 * :func:`tracin_topk` — score every training point by its summed first-order value features
   (TracIn, Pruthi et al. 2020) over the epochs of one ERM run and keep the top fraction: the
   "gradient matching / TracIn top-k" selection, with the same value functions as VTruST.
+  With a softmax head the last-layer gradient of a point is ``(p − onehot(y)) ⊗ [h, 1]``, so for
+  two classes it is ``(p₁ − y)·[−h, h, −1, 1]`` and the *sign* of its score is set by its label
+  (times a sign common to all points of that label); plain top-k then keeps mostly one class.
+  ``stratify=True`` ranks within each class and keeps the class proportions of the split. It
+  keeps the class balance but not more: within the class whose points score positive a point's
+  score grows with ``|p₁ − y|``, that is with its loss, so that class's highest-loss points are
+  kept first.
 * :func:`fairlearn_reference` — fairlearn's ExponentiatedGradient (in-processing, Agarwal et al.
   2018) or ThresholdOptimizer (post-processing, Hardt et al. 2016) around a logistic regression:
   the references a practitioner would otherwise pick. They train on the whole training split and
@@ -59,17 +66,54 @@ class _Scores(Callback):
 
 def tracin_topk(task: Task, fraction: float, *, value: str = "accuracy+fairness", lam: float = 0.5,
                 epochs: int = 10, lr: float = 3e-3, model: str = "mlp", scope: str = "last_layer",
-                seed: int = 0) -> np.ndarray:
-    """Keep the ``fraction`` of training points with the largest summed TracIn value (top-k)."""
+                stratify: bool = False, seed: int = 0, return_scores: bool = False):
+    """Keep the ``fraction`` of training points with the largest summed TracIn value (top-k).
+
+    Parameters
+    ----------
+    task : Task
+    fraction : float in (0, 1)
+        Share of the training split to keep: ``round(fraction · n)`` points (at least one).
+    value, lam
+        The value function (see ``VALUE_FUNCTIONS``) and λ of a composite one.
+    epochs, lr, model, scope, seed
+        The ERM run whose checkpoints (one per epoch) give the scores.
+    stratify : bool
+        Rank within each class and keep each class's share of the split (largest-remainder
+        rounding): the class-stratified variant. Plain top-k (``False``) ranks all points together.
+    return_scores : bool
+        Also return every training point's summed score (higher = more helpful).
+
+    Examples
+    --------
+    >>> from trustkit.data import load_german
+    >>> task = load_german(seed=0)
+    >>> idx = tracin_topk(task, 0.5, value="accuracy", epochs=1, stratify=True)
+    >>> len(idx), round(float(task.train.y[idx].mean()), 2) == round(float(task.train.y.mean()), 2)
+    (300, True)
+    """
+    from ._ssfr import label_sizes
     from ._vtrust import make_value_function
 
     check_fraction("fraction", fraction)
     check_int("epochs", epochs, minimum=1)
+    if not isinstance(stratify, bool):
+        raise TypeError(f"stratify must be True or False; got {stratify!r}")
     vf = make_value_function(task, value, lam=lam, seed=seed)
     cb = _Scores(vf, lr, scope)
     Trainer(model=model, epochs=epochs, lr=lr, seed=seed, callbacks=[cb], progress=False, metrics=["accuracy"]).fit(task)
+    scores = cb.scores.numpy()
     k = max(1, int(round(fraction * len(task.train))))
-    return np.sort(torch.argsort(cb.scores, descending=True)[:k].numpy())
+    if not stratify:
+        keep = np.argsort(-scores, kind="stable")[:k]
+    else:
+        y = task.train.y
+        classes = np.unique(y)
+        sizes = label_sizes([(y == c).sum() for c in classes], k)
+        keep = np.concatenate([idx[np.argsort(-scores[idx], kind="stable")[:m]]
+                               for c, m in zip(classes, sizes) for idx in [np.flatnonzero(y == c)]])
+    keep = np.sort(keep)
+    return (keep, scores) if return_scores else keep
 
 
 def fairlearn_reference(task: Task, *, method: str = "expgrad", constraint: str = "equalized_odds", seed: int = 0) -> dict:

@@ -141,6 +141,15 @@ class OnlineOMP:
     """VTruST's online OMP: fill the selection to ω atoms, then swap in an incoming atom when the
     least-squares approximation of the current target improves.
 
+    With ``nonneg=True`` the weights are non-negative least squares (NNLS): an atom helps the
+    approximation only through a positive weight, so a training point is never kept *for* the harm
+    it does (a signed fit uses a harmful point with a negative weight as readily as a helpful one
+    with a positive weight). The selection fills to ω as before (an atom that cannot help gets
+    weight 0); once full, an incoming atom that correlates positively with the current residual
+    (so it would enter the fit) replaces the selected atom of smallest weight (zero-weight atoms
+    first) if the exact NNLS residual drops. VTruST's own replacement rule (Das et al. 2024,
+    Algorithm 2) likewise only replaces selected points of non-positive weight.
+
     For each incoming unit-norm column ``x_i`` once the selection is full, the selected atom whose
     removal costs least is found exactly from the inverse Gram matrix (removing atom ``j``
     raises the residual sum of squares by ``β_j² / (G⁻¹)_jj``); the swap is made only if the exact
@@ -159,6 +168,8 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         Added to the Gram diagonal (relative to unit-norm columns).
     refit_every : int
         Refit ``G⁻¹`` and the weights from scratch after this many swaps (numerical hygiene).
+    nonneg : bool
+        Non-negative weights (NNLS, refitted at every change) instead of ordinary least squares.
 
     Examples
     --------
@@ -173,8 +184,11 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
     ([2, 9, 17], True)
     """
 
-    def __init__(self, *, n_atoms: int, ridge: float = 1e-10, refit_every: int = 100):
+    def __init__(self, *, n_atoms: int, ridge: float = 1e-10, refit_every: int = 100, nonneg: bool = False):
         self.n_atoms = check_int("n_atoms", n_atoms, minimum=1)
+        if not isinstance(nonneg, bool):
+            raise TypeError(f"nonneg must be True or False; got {nonneg!r}")
+        self.nonneg = nonneg
         self.ridge = float(ridge)
         self.refit_every = check_int("refit_every", refit_every, minimum=1)
         self.ids: list = []
@@ -212,6 +226,10 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
             self._b = torch.zeros(0, dtype=torch.double)
             self.beta = torch.zeros(0, dtype=torch.double)
             self.r = self.y.clone()
+            return
+        if self.nonneg:
+            self.beta = _fit(self._cols, self.y, True)
+            self.r = self.y - self._cols @ self.beta
             return
         G = self._cols.T @ self._cols + self.ridge * torch.eye(k, dtype=torch.double)
         self._Ginv = torch.linalg.inv(G)
@@ -310,6 +328,31 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
             self._refit()
         return True
 
+    def _offer_nonneg(self, i, x: torch.Tensor) -> None:
+        if i in self.ids:  # fresher features of a selected atom: keep them if the fit improves
+            if self._swap_nonneg(self.ids.index(i), i, x):
+                self.trace.refreshed += 1
+            return
+        if len(self.ids) < self.n_atoms:  # fill to ω (an atom that cannot help gets weight 0)
+            self._cols = x.unsqueeze(1) if self._cols is None or not self.ids else torch.cat([self._cols, x.unsqueeze(1)], 1)
+            self.ids.append(i)
+            self._refit()
+            self.trace.added += 1
+        elif float(x @ self.r) > 1e-12 * float(self.y.norm()):  # it would enter the fit with a positive weight
+            if self._swap_nonneg(int(torch.argmin(self.beta)), i, x):
+                self.trace.replacements += 1
+
+    def _swap_nonneg(self, j: int, i, x: torch.Tensor) -> bool:
+        cols = self._cols.clone()
+        cols[:, j] = x
+        beta = _fit(cols, self.y, True)
+        r = self.y - cols @ beta
+        if float(r @ r) >= float(self.r @ self.r) - 1e-12 * float(self.y @ self.y):
+            return False
+        self._cols, self.beta, self.r = cols, beta, r
+        self.ids[j] = i
+        return True
+
     def offer(self, ids, X) -> None:
         """Stream incoming atoms: ``X`` is (M, B), column ``b`` belongs to training point ``ids[b]``."""
         if self.y is None:
@@ -326,7 +369,9 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
             if norms[b] <= 1e-12:
                 continue
             x = X[:, b] / norms[b]
-            if i in self.ids:
+            if self.nonneg:
+                self._offer_nonneg(i, x)
+            elif i in self.ids:
                 if self._try_swap(self.ids.index(i), i, x):
                     self.trace.refreshed += 1
             elif len(self.ids) < self.n_atoms:

@@ -1,19 +1,37 @@
 """VTruST (Das et al. 2024): select a training subset by online OMP over value features, during
 one ERM training run, then retrain a standard model on the subset.
 
-Protocol (the fixes a careful re-implementation needs, issue 3):
+Protocol:
 
 * one split: the value function is built from ``task.val``; ``task.test`` is only touched by the
   final report of whoever trains on the subset;
 * atoms are single training points (``unit="sample"``, the paper's unit) or fixed groups of
   ``atom_size`` points whose members are tracked (``unit="batch"``). The approximation must be
   over-determined, and not only in rows: every feature column is ``G g_i`` (plus the paper's
-  elementwise square), so the feature matrix has rank at most P, the per-sample gradient's
-  dimension (130 for the last layer of a 64-unit MLP), whatever M is. The default group size is
-  the smallest that keeps ``2ω ≤ min(M, P)``;
+  elementwise square, whose share of a feature is of the order of ``s = η g_i·G_j`` itself and
+  so tiny), so the features span at most the rank of the per-sample gradients, whatever M is.
+  That rank is smaller than the gradient's dimension: for a 2-class softmax head the last-layer
+  gradient is ``(p₁ − y)·[−h, h, −1, 1]``, 130 numbers but rank at most 65 for a 64-unit MLP.
+  The selector measures the numerical rank of real per-sample gradients (and of the value
+  gradients) at the initial model and the default group size is the smallest that keeps
+  ``2ω ≤ min(M, rank)``;
 * features are scaled to unit norm, the greedy step and the swap test are exact least squares
-  (:class:`~trustkit.select.OnlineOMP`), and the residual and replacement counts are reported;
-* the target is the cumulative decrease of every value component since the start of training.
+  (:class:`~trustkit.select.OnlineOMP`), and the replacement counts are reported;
+* the online pursuit keeps, for an atom selected in an earlier epoch, that epoch's column unless a
+  fresh one fits better, so its residual mixes epochs
+  (``online_residual_mixed_epochs``); the reported ``relative_residual`` is the least-squares
+  fit of the final selection on the final epoch's features and target;
+* the target is the cumulative decrease of every value component since the start of training;
+* the weights are non-negative by default (``nonneg=True``), so no point is kept for the harm it
+  does.
+
+What the selection is and is not: a sparse least-squares approximation of the value vector by
+unit-norm columns. A weight absorbs a column's magnitude, so the fit sees the *direction* of a
+point's (or group's) value, not how much value it adds, and with the realised target it
+reproduces what training on every point achieved, harm included. It is a coreset of the value
+of full training, not a ranking of points by value: on a planted group of flipped labels it keeps
+them at about the rate a random subset does, where the TracIn ranking of :func:`tracin_topk`
+drops them.
 """
 
 from __future__ import annotations
@@ -39,11 +57,40 @@ from ._value import (
     robustness_value,
 )
 
-__all__ = ["VTruST", "SelectionResult", "subset_task", "make_value_function"]
+__all__ = ["VTruST", "SelectionResult", "subset_task", "make_value_function", "feature_rank"]
 
 
 def make_model_probe(task: Task, model: str, seed: int) -> torch.nn.Module:
     return make_model(model, input_shape=task.input_shape, n_classes=task.n_classes, seed=seed)
+
+
+def feature_rank(model: torch.nn.Module, task: Task, value, *, scope: str = "last_layer", projection: int | None = None,
+                 seed: int = 0, max_points: int = 4096) -> dict:
+    """Numerical ranks that bound the rank of VTruST's feature matrix at ``model``'s parameters.
+
+    Features are ``G g_i``: their span is at most ``min(rank(g), rank(G))`` with ``g`` the training
+    points' per-sample gradients (rows) and ``G`` the value components' gradients. Both ranks are
+    measured with :func:`torch.linalg.matrix_rank` on float32 matrices (the precision gradients are
+    computed in), on up to ``max_points`` training points drawn with ``seed`` (at least twice the
+    gradient dimension when the split has them, so the sample does not cap the rank).
+
+    Returns ``{"gradient_dim", "gradient_rank", "value_rank", "rank"}``.
+    """
+    n = len(task.train)
+    rng = np.random.default_rng(seed)
+    probe = sample_grads(model, torch.as_tensor(task.train.X[:1]), torch.as_tensor(task.train.y[:1]),
+                         scope=scope, projection=projection, seed=seed)
+    dim = probe.shape[1]
+    k = min(n, max(2 * dim, 512), max_points)
+    pick = np.sort(rng.choice(n, size=k, replace=False))
+    rows = []
+    for s in range(0, k, 2048):
+        part = pick[s : s + 2048]
+        rows.append(sample_grads(model, torch.as_tensor(task.train.X[part]), torch.as_tensor(task.train.y[part]),
+                                 scope=scope, projection=projection, seed=seed).float())
+    g_rank = int(torch.linalg.matrix_rank(torch.cat(rows)))
+    v_rank = int(torch.linalg.matrix_rank(value(model).grads.float()))
+    return {"gradient_dim": int(dim), "gradient_rank": g_rank, "value_rank": v_rank, "rank": min(g_rank, v_rank)}
 
 
 def subset_task(task: Task, indices) -> Task:
@@ -97,13 +144,29 @@ def make_value_function(task: Task, name: str, *, lam: float = 0.5, max_rows: in
 
 @dataclass
 class SelectionResult:
-    """The selected training points and how the selection went."""
+    """The selected training points and how the selection went.
+
+    ``model`` is the network at the end of the selection run (its final features give the
+    reported residual).
+    """
 
     indices: np.ndarray
     atoms: list
     weights: np.ndarray
     diagnostics: dict
     history: list = field(default_factory=list)
+    model: torch.nn.Module | None = None
+
+
+def current_residual(columns: torch.Tensor, target: torch.Tensor) -> float:
+    """``‖y − X_S β‖ / ‖y‖`` for the least-squares ``β`` on the unit-norm ``columns`` (nan if none)."""
+    yn = float(target.norm())
+    if columns.shape[1] == 0 or yn == 0:
+        return float("nan")
+    norms = columns.norm(dim=0)
+    A = columns / torch.where(norms > 1e-12, norms, torch.ones_like(norms))
+    beta = torch.linalg.lstsq(A, target.unsqueeze(1), driver="gelsd").solution
+    return float((target - (A @ beta).squeeze(1)).norm()) / yn
 
 
 class _Collector(Callback):
@@ -146,11 +209,15 @@ class _Collector(Callback):
                              projection=self.sel.projection, seed=self.sel.seed).double()
             f = value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature)  # (M, chunk)
             F_atoms.index_add_(1, self.atom_of[s : s + 2048], f * self.weight_of[s : s + 2048])
-        self.omp.start_epoch(y * scale)
+        target, feats = y * scale, F_atoms * scale[:, None]
+        self.omp.start_epoch(target)
         order = np.random.default_rng(self.sel.seed + state.epoch).permutation(len(self.atoms))
-        self.omp.offer(order, (F_atoms * scale[:, None])[:, order])
+        self.omp.offer(order, feats[:, order])
+        summary = self.omp.summary()
+        summary["online_residual_mixed_epochs"] = summary.pop("relative_residual")
+        summary["relative_residual"] = current_residual(feats[:, self.omp.selected_ids], target)
         self.seconds += time.perf_counter() - t0
-        self.history.append({"epoch": state.epoch, **self.omp.summary(), "selection_s": self.seconds})
+        self.history.append({"epoch": state.epoch, **summary, "selection_s": self.seconds})
 
 
 class VTruST:
@@ -169,13 +236,21 @@ class VTruST:
     unit : {"batch", "sample"}
         Atoms are fixed groups of ``atom_size`` points (members tracked) or single points.
     atom_size : int, optional
-        Group size for ``unit="batch"``; default: the smallest that keeps M ≥ 2ω.
+        Group size for ``unit="batch"``; default: the smallest that keeps ``2ω ≤ min(M, rank)``, with
+        the rank of the features measured by :func:`feature_rank` (not the gradient's dimension).
     feature : {"paper", "tracin"}
         ``s + s²/2`` (the paper) or ``s`` (first order).
     scope, projection
         Gradients of the last layer (default) or the full model, optionally projected to
-        ``projection`` dimensions with a seeded Gaussian matrix (TRAK-style); the rank bound P of
-        the features is then ``projection``.
+        ``projection`` dimensions with a seeded Gaussian matrix (TRAK-style); the rank of the
+        features is then at most ``projection``.
+    target : {"realized", "remaining"}
+        The cumulative decrease of every value component since the start (the paper), or the
+        decrease still wanted (the components' current values).
+    nonneg : bool
+        Non-negative weights for the selected atoms (default): a point is selected only for
+        the value it adds, never with a negative weight for the harm it does (see
+        :class:`~trustkit.select.OnlineOMP`). ``False`` gives the signed least-squares fit.
     epochs, lr, batch_size, model, seed
         The ERM run during which features are collected (``lr`` is also η in the features).
 
@@ -191,7 +266,8 @@ class VTruST:
                  unit: str = "batch", atom_size: int | None = None, feature: str = "paper",
                  scope: str = "last_layer", projection: int | None = None, epochs: int = 10, lr: float = 3e-3, batch_size: int = 128,
                  model: str = "mlp", max_rows: int = 2000, fair_rows: int = 512, label_noise: float = 0.2,
-                 feature_std: float = 0.3, target: str = "realized", seed: int = 0, progress: bool = True):
+                 feature_std: float = 0.3, target: str = "realized", nonneg: bool = True, seed: int = 0,
+                 progress: bool = True):
         check_choice("value function", value, VALUE_FUNCTIONS)
         self.value = value
         self.lam = check_fraction("lam", lam, inclusive_low=True, inclusive_high=True)
@@ -208,13 +284,16 @@ class VTruST:
         self.max_rows, self.fair_rows = max_rows, fair_rows
         self.label_noise, self.feature_std = label_noise, feature_std
         self.target = check_choice("target", target, ("realized", "remaining"))
+        if not isinstance(nonneg, bool):
+            raise TypeError(f"nonneg must be True or False; got {nonneg!r}")
+        self.nonneg = nonneg
         self.seed = check_int("seed", seed, minimum=0)
         self.progress = progress
 
     def _atoms(self, task: Task, capacity: int) -> tuple[list[np.ndarray], int]:
         n = len(task.train)
         size = 1 if self.unit == "sample" else self.atom_size
-        if size is None:  # smallest group size with 2ω <= min(M, P)
+        if size is None:  # smallest group size with 2ω <= min(M, rank)
             size = 1
             while round(self.fraction * np.ceil(n / size)) * 2 > capacity:
                 size += 1
@@ -233,18 +312,19 @@ class VTruST:
                                     label_noise=self.label_noise, feature_std=self.feature_std, seed=self.seed,
                                     scope=self.scope, projection=self.projection)
         probe = make_model_probe(task, self.model, self.seed)
-        n_grad = sample_grads(probe, torch.as_tensor(task.train.X[:1]), torch.as_tensor(task.train.y[:1]),
-                              scope=self.scope, projection=self.projection, seed=self.seed).shape[1]
-        atoms, size = self._atoms(task, min(value.n_rows, n_grad))
+        ranks = feature_rank(probe, task, value, scope=self.scope, projection=self.projection, seed=self.seed)
+        capacity = min(value.n_rows, ranks["rank"])
+        atoms, size = self._atoms(task, capacity)
         n_select = max(1, int(round(self.fraction * len(atoms))))
-        if 2 * n_select > min(value.n_rows, n_grad):
+        if 2 * n_select > capacity:
             warnings.warn(
-                f"selecting ω={n_select} atoms from features of rank at most min(M={value.n_rows}, P={n_grad}): "
-                "the least-squares fit is not over-determined and the selection is close to arbitrary; "
-                "use unit='batch' (default) or a larger atom_size",
+                f"selecting ω={n_select} atoms from features of rank at most min(M={value.n_rows}, "
+                f"rank={ranks['rank']}) (per-sample gradients of dimension {ranks['gradient_dim']} and numerical "
+                f"rank {ranks['gradient_rank']}): the least-squares fit is not over-determined and the selection is "
+                "close to arbitrary; use unit='batch' (default) or a larger atom_size",
                 RuntimeWarning, stacklevel=2,
             )
-        omp = OnlineOMP(n_atoms=n_select, ridge=1e-8)
+        omp = OnlineOMP(n_atoms=n_select, ridge=1e-8, nonneg=self.nonneg)
         collector = _Collector(self, value, atoms, omp)
         trainer = Trainer(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                           seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
@@ -253,12 +333,19 @@ class VTruST:
         total = time.perf_counter() - t0
         chosen = omp.selected_ids
         indices = np.sort(np.concatenate([atoms[k] for k in chosen])) if chosen else np.zeros(0, np.int64)
+        last = collector.history[-1] if collector.history else {}
         diagnostics = {
-            **omp.summary(), "unit": self.unit, "atom_size": size, "n_candidate_atoms": len(atoms),
+            **omp.summary(),
+            # least squares of the final selection on the final features; the pursuit's own mixes epochs
+            "relative_residual": last.get("relative_residual", float("nan")),
+            "online_residual_mixed_epochs": omp.relative_residual,
+            "unit": self.unit, "atom_size": size, "n_candidate_atoms": len(atoms),
             "n_points": len(indices), "fraction_selected": len(indices) / len(task.train),
-            "value": self.value, "lam": self.lam, "feature": self.feature, "gradient_dim": n_grad,
+            "value": self.value, "lam": self.lam, "feature": self.feature, "nonneg": self.nonneg,
+            "gradient_dim": ranks["gradient_dim"], "gradient_rank": ranks["gradient_rank"],
+            "value_rank": ranks["value_rank"], "feature_rank": ranks["rank"],
             "selection_s": collector.seconds, "training_s": total - collector.seconds,
             "erm_val_accuracy": record.epochs[-1].val["accuracy"] if record.epochs else float("nan"),
         }
         return SelectionResult(indices=indices, atoms=chosen, weights=omp.beta.numpy().copy(),
-                               diagnostics=diagnostics, history=collector.history)
+                               diagnostics=diagnostics, history=collector.history, model=trainer.model_)
