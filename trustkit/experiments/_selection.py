@@ -15,9 +15,13 @@ from ._overview import QUICK_CORRUPTIONS
 from ._store import ResultStore, run_grid
 
 __all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
-           "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool"]
+           "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance",
+           "class_balance_reading"]
 
-SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "vtrust")
+SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
+# part of every selection run's config: stored runs of an earlier selector are not reused
+SELECTOR_VERSION = 2
+_LAMBDA_METHODS = ("vtrust", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
 
 
@@ -32,12 +36,31 @@ def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+
     if method == "random":
         return random_subset(task, fraction, seed=seed), {}
     if method == "ssfr":
-        return ssfr_subset(task, fraction, epochs=epochs, seed=seed), {}
-    if method == "tracin":
-        return tracin_topk(task, fraction, value=value, lam=lam, epochs=epochs, seed=seed), {}
+        return ssfr_subset(task, fraction, epochs=epochs, warm_start=min(1, epochs - 1), seed=seed), {}
+    if method in ("tracin", "tracin_stratified"):
+        return tracin_topk(task, fraction, value=value, lam=lam, epochs=epochs, seed=seed,
+                           stratify=method == "tracin_stratified"), {}
     res = VTruST(value=value, lam=lam, fraction=fraction, epochs=epochs, seed=seed, progress=False).select(task)
     d = res.diagnostics
-    return res.indices, {"residual": d["relative_residual"], "replacements": d["replacements"], "atom_size": d["atom_size"]}
+    return res.indices, {"residual": d["relative_residual"], "residual_mixed_epochs": d["online_residual_mixed_epochs"],
+                         "replacements": d["replacements"], "atom_size": d["atom_size"], "feature_rank": d["feature_rank"]}
+
+
+def subset_balance(y_subset, y_train) -> dict:
+    """Class make-up of a training subset against the whole training split.
+
+    ``subset_pos_rate`` and ``train_pos_rate`` are the shares of label 1; ``class_shift`` their
+    difference; ``class_balance`` the smaller class's count over the larger's in the subset (1 =
+    balanced, 0 = one class only).
+
+    >>> subset_balance([1, 1, 1, 0], [1, 0, 1, 0])
+    {'subset_pos_rate': 0.75, 'train_pos_rate': 0.5, 'class_shift': 0.25, 'class_balance': 0.3333333333333333}
+    """
+    ys, yt = np.asarray(y_subset), np.asarray(y_train)
+    pos, n = int((ys == 1).sum()), len(ys)
+    sub, tr = pos / n, float((yt == 1).mean())
+    return {"subset_pos_rate": sub, "train_pos_rate": tr, "class_shift": sub - tr,
+            "class_balance": min(pos, n - pos) / max(pos, n - pos)}
 
 
 def _selection_run(cfg: Mapping) -> dict:
@@ -49,7 +72,8 @@ def _selection_run(cfg: Mapping) -> dict:
     task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
     if cfg["method"] in REFERENCE_METHODS:
         m = fairlearn_reference(task, method=cfg["method"], seed=cfg["seed"])
-        return {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train)}
+        return {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train),
+                **subset_balance(task.train.y, task.train.y)}
     t_plain = None
     if cfg["method"] != "whole":  # one plain whole-data run, to express selection time as a multiple of it
         t0 = time.perf_counter()
@@ -64,7 +88,7 @@ def _selection_run(cfg: Mapping) -> dict:
     sub = task if idx is None else subset_task(task, idx)
     r = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False).fit(sub)
     return {**r.test, "error": 1 - r.test["accuracy"], "select_x": 0.0 if t_plain is None else t_select / t_plain,
-            "n_train": len(sub.train), **diag}
+            "n_train": len(sub.train), **subset_balance(sub.train.y, task.train.y), **diag}
 
 
 def selection_comparison(
@@ -85,8 +109,11 @@ def selection_comparison(
 
     The seed fixes the split, the selection and the retraining. ``select_x`` is the selection
     time as a multiple of one plain whole-data training run measured in the same process.
-    VTruST and TracIn run once per λ in ``lams``; the others ignore λ. fairlearn's references
-    (``"expgrad"``, ``"threshold"``) train on the whole split.
+    VTruST and TracIn (plain and class-stratified) run once per λ in ``lams``; the others ignore
+    λ. fairlearn's references (``"expgrad"``, ``"threshold"``) train on the whole split. Every
+    row also gives the class make-up of its training subset (:func:`subset_balance`), so a
+    selection that mostly keeps one class is visible; :func:`class_balance_reading` turns those
+    columns into sentences.
     """
     check_choice("dataset", dataset, DATASETS)
     for m in methods:
@@ -96,16 +123,72 @@ def selection_comparison(
     configs = []
     for s in seeds:
         for m in methods:
-            for lam in (lams if m in ("vtrust", "tracin") else (None,)):
-                cfg = {"job": "selection", "dataset": dataset, "method": m, "seed": int(s), "fraction": float(fraction),
-                       "value": value, "lam": None if lam is None else float(lam),
+            for lam in (lams if m in _LAMBDA_METHODS else (None,)):
+                cfg = {"job": "selection", "selector_version": SELECTOR_VERSION, "dataset": dataset, "method": m,
+                       "seed": int(s), "fraction": float(fraction), "value": value, "lam": None if lam is None else float(lam),
                        "select_epochs": int(select_epochs), "train_epochs": int(train_epochs)}
                 if dataset_kwargs:
                     cfg["loader"] = dict(dataset_kwargs)
                 configs.append(cfg)
     df = run_grid(configs, _selection_run, store=store, progress=progress, desc="selection runs")
-    df["label"] = [m if lam is None or m not in ("vtrust", "tracin") else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
+    df["label"] = [m if lam is None or m not in _LAMBDA_METHODS else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
     return df
+
+
+def class_balance_reading(df: pd.DataFrame, *, shift: float = 0.05, worse: float = 0.02) -> pd.DataFrame:
+    """One sentence per method of a :func:`selection_comparison` frame about its subset's class make-up.
+
+    Means over seeds per ``label``: the subset's share of label 1 against the training split's,
+    the retrained model's test positive-prediction rate and error against whole-data training.
+    A subset whose positive share moves by more than ``shift`` is said to change the class
+    balance; a method whose mean error exceeds whole data's by more than ``worse`` is said to
+    lose, and when both hold the sentence names the class shift as the reason. For plain TracIn
+    the sentence adds where that shift comes from: a last-layer TracIn score's sign follows the
+    point's label, so top-k keeps mostly the class whose points score positive.
+
+    Returns the columns ``label, subset_pos_rate, train_pos_rate, class_shift, positive_rate,
+    error, whole_error, reading``.
+    """
+    need = {"label", "method", "subset_pos_rate", "train_pos_rate", "positive_rate", "error"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"the frame lacks the columns {sorted(missing)}; pass the output of selection_comparison")
+    g = df.groupby("label", sort=False).agg(method=("method", "first"), subset_pos_rate=("subset_pos_rate", "mean"),
+                                             train_pos_rate=("train_pos_rate", "mean"),
+                                             positive_rate=("positive_rate", "mean"), error=("error", "mean"))
+    g["class_shift"] = g["subset_pos_rate"] - g["train_pos_rate"]
+    whole = g[g["method"] == "whole"]
+    w_err = float(whole["error"].iloc[0]) if len(whole) else float("nan")
+    w_pos = float(whole["positive_rate"].iloc[0]) if len(whole) else float("nan")
+    rows = []
+    for label, r in g.iterrows():
+        shifted = abs(r.class_shift) > shift
+        diff = r.error - w_err
+        if r.method == "whole":
+            text = f"trains on the whole split ({r.train_pos_rate:.0%} positives)"
+        elif r.method in REFERENCE_METHODS:
+            text = f"trains on the whole split ({r.train_pos_rate:.0%} positives; a fairlearn reference)"
+        else:
+            text = (f"keeps {r.subset_pos_rate:.0%} positives against {r.train_pos_rate:.0%} in the training split"
+                    f" (shift {r.class_shift:+.2f})")
+            if shifted:
+                text += (f": it changes the class balance, and the model trained on it predicts positive for "
+                         f"{r.positive_rate:.0%} of test points (whole data: {w_pos:.0%})")
+            else:
+                text += ": the class balance is kept"
+        if r.method != "whole" and np.isfinite(w_err):
+            text += f"; test error {r.error:.3f} against {w_err:.3f} for whole data"
+            if diff > worse and shifted:
+                text += f" — it loses ({diff:+.3f}) through the class shift"
+            elif diff > worse:
+                text += f" — it loses ({diff:+.3f}), and not through the class balance"
+        if r.method == "tracin" and shifted:
+            text += (". A last-layer TracIn score's sign follows the point's label (the gradient is "
+                     "(p₁ − y)·[−h, h, −1, 1]), so top-k keeps mostly one class")
+        rows.append({"label": label, "subset_pos_rate": r.subset_pos_rate, "train_pos_rate": r.train_pos_rate,
+                     "class_shift": r.class_shift, "positive_rate": r.positive_rate, "error": r.error,
+                     "whole_error": w_err, "reading": text + "."})
+    return pd.DataFrame(rows)
 
 
 def selection_explanations(
@@ -278,8 +361,8 @@ def robust_selection_comparison(
         check_choice("method", m, ROBUST_METHODS)
     if isinstance(store, (str, os.PathLike)):
         store = ResultStore(store)
-    configs = [{"job": "robust_selection", "dataset": dataset, "method": m, "seed": int(s),
-                "corruptions": list(corruptions), "aug_factor": float(aug_factor), "fraction": float(fraction),
+    configs = [{"job": "robust_selection", "selector_version": SELECTOR_VERSION, "dataset": dataset, "method": m,
+                "seed": int(s), "corruptions": list(corruptions), "aug_factor": float(aug_factor), "fraction": float(fraction),
                 "lam": float(lam), "epochs": int(epochs), "saug_rounds": int(saug_rounds),
                 **({"loader": dict(dataset_kwargs)} if dataset_kwargs else {})}
                for s in seeds for m in methods]
