@@ -102,7 +102,7 @@ def test_vtrust_notebook_runs_in_quick_mode(tmp_path):
     paths = run_notebook("vtrust", out_dir=tmp_path, parameters=params, progress=False)
     nb = nbformat.read(paths["notebook"], as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "Issue-3 goal" in text and "selected images per augmentation" in text
+    assert "The VTruST paper's claim" in text and "selected images per augmentation" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     for fig in ("table1", "lambda", "fraction", "cfgap", "datamap"):

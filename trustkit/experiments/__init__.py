@@ -23,18 +23,22 @@ from ._selection import (
     REFERENCE_METHODS,
     ROBUST_METHODS,
     SELECTION_METHODS,
+    SELECTOR_VERSION,
+    class_balance_reading,
     lambda_search,
     robust_selection_comparison,
     saug_pool,
     select_subset,
     selection_comparison,
     selection_explanations,
+    subset_balance,
 )
 from ._store import ResultStore, run_grid, run_key
 
 __all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
-           "robust_selection_comparison", "ROBUST_METHODS", "saug_pool",
+           "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance", "class_balance_reading",
+           "SELECTOR_VERSION",
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
            "interactive_run", "gap_vs_steps", "oracle_gap_vs_steps", "loglog_slope", "gaussian_model_task",
            "measured_gaussian_frontier"]
