@@ -565,7 +565,6 @@ class Trainer:
         return loss, parts
 
     def _fit(self, task: Task, metrics: tuple[str, ...]) -> RunRecord:
-        budget = self.budget
         # the budget's clock starts here: building the model, counting step costs, estimating the
         # validation's cost, training, validating and the callbacks' work are all charged to it
         meter = Meter().start()
