@@ -197,3 +197,45 @@ def test_nonneg_online_omp_never_keeps_a_point_for_its_harm():
     assert nn.residual_norm == pytest.approx(rnorm, rel=1e-8)
     with pytest.raises(TypeError, match="nonneg must be True or False"):
         OnlineOMP(n_atoms=2, nonneg="yes")
+
+
+def test_nonneg_pursuit_keeps_an_atom_opposed_to_the_target_when_it_cancels_another():
+    # why non-negative weights do not rank atoms by value: the target is e1; atom 0 is helpful but
+    # half off-target, atom 2 is opposed to the target (negative cosine, negative value) and
+    # cancels atom 0's off-target part, atom 1 is useless. Least squares keeps atom 2 with a
+    # positive weight, in the online pursuit, the offline greedy OMP and the NNLS optimum alike
+    from scipy.optimize import nnls
+
+    y = np.array([1.0, 0.0, 0.0])
+    X = np.array([[1.0, 0.0, -0.2], [1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    Xn = X / np.linalg.norm(X, axis=0)
+    assert Xn[:, 0] @ y > 0 > Xn[:, 2] @ y
+    sel = OnlineOMP(n_atoms=2, nonneg=True)
+    sel.start_epoch(y)
+    sel.offer([0, 1], X[:, :2])  # fills ω; the useless atom gets weight 0
+    assert sel.summary()["n_nonpositive_weight"] == 1
+    sel.offer([2], X[:, 2:])
+    assert sorted(sel.selected_ids) == [0, 2] and (sel.beta.numpy() > 0).all() and sel.relative_residual < 1e-8
+    assert sel.n_replacements == 1 and sel.summary()["n_nonpositive_weight"] == 0
+    off = omp(X, y, 2, nonneg=True)
+    assert sorted(off.support) == [0, 2] and (off.coef > 0).all()
+    assert nnls(Xn, y)[0][2] > 0
+
+
+def test_online_omp_counts_selected_atoms_the_fit_does_not_use():
+    # the target is spanned by three atoms: a non-negative pursuit of ω = 6 keeps them and fills
+    # the other three places with atoms of weight 0, which the summary counts
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(120, 60))
+    planted = [3, 17, 42]
+    y = X[:, planted] @ np.array([1.0, 1.5, 2.0])
+    sel = OnlineOMP(n_atoms=6, nonneg=True)
+    sel.start_epoch(y)
+    for _ in range(2):
+        order = rng.permutation(60)
+        sel.offer(order, X[:, order])
+    beta = sel.beta.numpy()
+    assert set(planted) <= set(sel.selected_ids) and len(sel.selected_ids) == 6 and sel.relative_residual < 1e-8
+    assert sel.summary()["n_nonpositive_weight"] == sel.n_nonpositive_weight == 3
+    kept = [i for i, b in zip(sel.selected_ids, beta) if b > 1e-10 * np.linalg.norm(y)]
+    assert sorted(kept) == planted

@@ -144,11 +144,18 @@ class OnlineOMP:
     With ``nonneg=True`` the weights are non-negative least squares (NNLS): an atom helps the
     approximation only through a positive weight, so a training point is never kept *for* the harm
     it does (a signed fit uses a harmful point with a negative weight as readily as a helpful one
-    with a positive weight). The selection fills to ω as before (an atom that cannot help gets
-    weight 0); once full, an incoming atom that correlates positively with the current residual
-    (so it would enter the fit) replaces the selected atom of smallest weight (zero-weight atoms
-    first) if the exact NNLS residual drops. VTruST's own replacement rule (Das et al. 2024,
-    Algorithm 2) likewise only replaces selected points of non-positive weight.
+    with a positive weight). The selection fills to ω (an atom that cannot help gets weight 0);
+    once full, an incoming atom that correlates positively with the current residual (so it would
+    enter the fit) replaces the selected atom of smallest weight (zero-weight atoms first) if the
+    exact NNLS residual drops. VTruST's own replacement rule (Das et al. 2024, Algorithm 2)
+    likewise only replaces selected points of non-positive weight. ω is a size, not a count of
+    useful atoms: NNLS over every atom offered may use fewer than ω, and the atoms that end with
+    weight 0 are counted in ``summary()["n_nonpositive_weight"]``.
+
+    Non-negative weights do not make the selection a ranking by value. Least squares uses a
+    column for whatever lowers the error, and an atom whose column is *opposed* to the target
+    (negative cosine: its value is negative) still enters with a positive weight when it cancels
+    the part of other selected columns that points away from the target.
 
     For each incoming unit-norm column ``x_i`` once the selection is full, the selected atom whose
     removal costs least is found exactly from the inverse Gram matrix (removing atom ``j``
@@ -209,6 +216,13 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
     @property
     def n_replacements(self) -> int:
         return self.trace.replacements
+
+    @property
+    def n_nonpositive_weight(self) -> int:
+        """Selected atoms whose weight is at most ``1e-10 · ‖y‖`` (unit-norm columns): 0 up to rounding, or negative."""
+        if self.y is None or len(self.beta) == 0:
+            return 0
+        return int((self.beta <= 1e-10 * float(self.y.norm())).sum())
 
     @property
     def residual_norm(self) -> float:
@@ -386,9 +400,16 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         self.trace.residual_norms.append(self.residual_norm)
 
     def summary(self) -> dict:
-        """Diagnostics: sizes, residual, and how many atoms were added, replaced or refreshed."""
+        """Diagnostics: sizes, residual, and how many atoms were added, replaced or refreshed.
+
+        ``n_nonpositive_weight`` counts the selected atoms whose current weight is at most 0 (see
+        :attr:`n_nonpositive_weight`): with ``nonneg=True`` the atoms the fit does not use (they
+        only fill ω); with ordinary least squares the atoms used with a negative sign (kept for the
+        harm they do), the only ones VTruST's own replacement rule may evict.
+        """
         return {
             "n_selected": len(self.ids), "n_atoms": self.n_atoms,
+            "n_nonpositive_weight": self.n_nonpositive_weight,
             "target_rows": None if self.y is None else len(self.y),
             "relative_residual": self.relative_residual, "offered": self.trace.offered,
             "added": self.trace.added, "replacements": self.trace.replacements, "refreshed": self.trace.refreshed,
