@@ -354,3 +354,49 @@ def test_compute_metrics_agrees_with_direct_calls():
     assert out["auc"] == pytest.approx(skm.roc_auc_score(y, p))
     assert out["dp_gap"] == pytest.approx(demographic_parity_difference(y, pred, sensitive_features=a))
     assert out["positive_rate"] == pytest.approx(pred.mean())
+
+
+# --- per-group accuracy and base rate --------------------------------------------------------
+
+@pytest.mark.parametrize("seed, n_groups", [(7, 3), (8, 2), (9, 5)])
+def test_group_table_accuracy_and_base_rate_match_metricframe(seed, n_groups):
+    y, _, yhat, a = _binary_case(seed, n_groups)
+    mf = MetricFrame(metrics={"accuracy": skm.accuracy_score, "base_rate": lambda t, p: float(np.mean(t))},
+                     y_true=y, y_pred=yhat, sensitive_features=a)
+    table = tm.group_table(y, yhat, a).set_index("group")
+    for col in ("accuracy", "base_rate"):
+        np.testing.assert_allclose(table[col].to_numpy(), mf.by_group[col].to_numpy(), atol=1e-12)
+    # the planted answer: group 0 is always right, group 1 always wrong
+    t = tm.group_table([1, 0, 1, 0], [1, 0, 0, 1], [0, 0, 1, 1])
+    assert t["accuracy"].tolist() == [1.0, 0.0] and t["base_rate"].tolist() == [0.5, 0.5]
+
+
+# --- ECE input checks -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("probs", [
+    np.full((3, 2), 0.5),  # two-column probabilities of the wrong length
+    np.full((5, 3), 1 / 3),
+    np.full(3, 0.5),  # P(y=1) of the wrong length
+    np.full((4, 2, 1), 0.5),  # the right length but three-dimensional
+], ids=["2d-short", "2d-long", "1d-short", "3d"])
+def test_ece_refuses_probs_of_the_wrong_shape(probs):
+    with pytest.raises(ValueError, match=r"probs must be \(n,\) or \(n, C\) with n = len\(y_true\) = 4"):
+        tm.expected_calibration_error([0, 1, 1, 0], probs)
+
+
+@pytest.mark.parametrize("probs", [
+    [0.5, 1.2, 0.3, 0.9],  # above 1 only
+    [0.5, -0.2, 0.3, 0.9],  # below 0 only
+    [[0.5, 0.5], [1.1, -0.1], [0.2, 0.8], [0.4, 0.6]],  # a row that sums to 1 with one entry past each side
+    [[0.5, 0.5], [0.5, 1.3], [0.2, 0.8], [0.4, 0.6]],  # above 1 only, in a 2-D array
+    [[0.5, 0.5], [-0.6, 0.4], [0.2, 0.8], [0.4, 0.6]],  # below 0 only
+], ids=["1d-above", "1d-below", "2d-both", "2d-above", "2d-below"])
+def test_ece_refuses_probabilities_out_of_range_on_either_side(probs):
+    with pytest.raises(ValueError, match=r"probs must lie in \[0, 1\]"):
+        tm.expected_calibration_error([0, 1, 1, 0], probs)
+
+
+def test_ece_accepts_the_boundaries_of_the_range():
+    # confidences of exactly 0 or 1 are valid probabilities; a confident right answer has ECE 0
+    assert tm.expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+    assert tm.expected_calibration_error([1, 0], [0.0, 1.0]) == 1.0

@@ -119,3 +119,128 @@ def test_trust_profile_has_every_family(trained_digits, digits_task):
                 "corruption_acc@5", "ood_auroc"):
         assert key in row, key
     assert row["pgd@0.05"] <= row["fgsm@0.05"]
+
+
+# --- the random start, the generator and the attack geometry ----------------------------------
+
+class _Flat(torch.nn.Module):
+    """A model whose loss does not depend on the input: its input gradient is 0, so PGD's steps do
+    not move and the attack ends at its random start (projected to the ball and the box)."""
+
+    def forward(self, x):
+        return torch.zeros(len(x), 2) + 0.0 * x.reshape(len(x), -1).sum(1, keepdim=True)
+
+
+def _flat_batch(n=400, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, d, generator=g), torch.randint(0, 2, (n,), generator=g)
+
+
+def test_pgd_random_start_is_uniform_in_the_ball_and_centred():
+    x, y = _flat_batch()
+    eps = 0.1
+    xa = tm.pgd(_Flat(), x, y, eps, steps=3, bounds=None, generator=torch.Generator().manual_seed(0))
+    delta = (xa - x) / eps
+    assert float(delta.abs().max()) <= 1 + 1e-6
+    # uniform on [-1, 1]: both ends reached, mean 0, half the draws below 0, variance 1/3
+    assert float(delta.min()) < -0.95 and float(delta.max()) > 0.95
+    assert abs(float(delta.mean())) < 0.03
+    assert abs(float((delta < 0).double().mean()) - 0.5) < 0.03
+    assert float(delta.var()) == pytest.approx(1 / 3, abs=0.02)
+
+
+def test_pgd_random_start_adds_the_generators_uniform_draw():
+    # the start is x0 + ε·(2U − 1) with U ~ Uniform[0, 1) drawn from the generator given, so the same
+    # seed reproduces the attack exactly
+    x, y = _flat_batch(50, 3)
+    eps = 0.2
+    xa = tm.pgd(_Flat(), x, y, eps, steps=1, bounds=None, generator=torch.Generator().manual_seed(7))
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(xa, x + eps * (2 * u - 1), atol=1e-6, rtol=0)
+    # in the box, the start is clamped to [0, 1]
+    xb = tm.pgd(_Flat(), x, y, eps, steps=1, bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(xb, (x + eps * (2 * u - 1)).clamp(0, 1), atol=1e-6, rtol=0)
+    # without a random start and without a gradient nothing moves
+    torch.testing.assert_close(tm.pgd(_Flat(), x, y, eps, steps=2, random_start=False, bounds=None), x)
+
+
+def test_pgd_uses_its_generator_not_the_global_random_state():
+    x, y = _flat_batch(60, 4)
+    attack = lambda seed: tm.pgd(_Flat(), x, y, 0.1, steps=1, bounds=None,
+                                 generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(1)
+    first = attack(3)
+    torch.manual_seed(2)  # the global state must not matter
+    torch.testing.assert_close(attack(3), first, atol=0, rtol=0)
+    assert not torch.equal(attack(4), first)
+
+
+def test_adversarial_accuracy_depends_on_the_seed_only(trained_digits, digits_task):
+    # same seed: the same random starts whatever the global state; another seed: other starts
+    X, y = digits_task.test.X[:150], digits_task.test.y[:150]
+    run = lambda seed: tm.adversarial_accuracy(trained_digits, X, y, 0.15, steps=1, seed=seed, batch_size=50)
+    torch.manual_seed(0)
+    a = run(3)
+    torch.manual_seed(123)
+    assert run(3) == a
+    assert len({run(s) for s in range(4, 10)} | {a}) > 1
+
+
+def test_attack_geometry_of_images_and_tables(digits_task, compas_task):
+    bounds, mask = tm.attack_geometry(digits_task)
+    assert bounds == (0.0, 1.0) and mask is None
+    bounds, mask = tm.attack_geometry(compas_task)
+    assert bounds is None and mask.shape == (compas_task.input_shape[0],)
+    assert torch.nonzero(mask).reshape(-1).tolist() == sorted(compas_task.numeric_columns)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_trust_profile_on_images_attacks_within_the_pixel_box(trained_digits, digits_task):
+    # the image branch of attack_geometry: every pixel may move, clamped to [0, 1]
+    X, y = digits_task.test.X[:40], digits_task.test.y[:40]
+    row = tm.trust_profile(trained_digits, digits_task, eps=[0.1], pgd_steps=2, corruptions=["fog"], severities=(1,),
+                           max_examples=40)
+    assert row["pgd@0.1"] == tm.adversarial_accuracy(trained_digits, X, y, 0.1, steps=2, bounds=(0.0, 1.0), mask=None)
+    assert row["fgsm@0.1"] == tm.adversarial_accuracy(trained_digits, X, y, 0.1, attack="fgsm", bounds=(0.0, 1.0))
+
+
+# --- trust_profile and evaluate ----------------------------------------------------------------
+
+def _linear(task, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(task.input_shape[0], task.n_classes).eval()
+
+
+def test_trust_profile_truncates_attacks_and_noise_to_max_examples(compas_task):
+    model, k = _linear(compas_task, seed=3), 80
+    s = compas_task.test
+    X, y = s.X[:k], s.y[:k]
+    bounds, mask = tm.attack_geometry(compas_task)
+    row = tm.trust_profile(model, compas_task, eps=[0.3], pgd_steps=3, noise_std=2.0, max_examples=k)
+    expected = {
+        "fgsm@0.3": tm.adversarial_accuracy(model, X, y, 0.3, attack="fgsm", bounds=bounds, mask=mask),
+        "pgd@0.3": tm.adversarial_accuracy(model, X, y, 0.3, attack="pgd", steps=3, bounds=bounds, mask=mask),
+        "noise_acc": tm.feature_noise_accuracy(model, X, y, 2.0, columns=compas_task.numeric_columns),
+    }
+    assert {key: row[key] for key in expected} == expected
+    # the utility and fairness metrics stay on the whole split
+    assert row["accuracy"] == tm.accuracy(s.y, tm.predict_logits(model, s.X).argmax(1))
+    # and the first k examples give other numbers than the whole split, so truncation is visible
+    full = tm.trust_profile(model, compas_task, eps=[0.3], pgd_steps=3, noise_std=2.0)
+    assert full["pgd@0.3"] == tm.adversarial_accuracy(model, s.X, s.y, 0.3, steps=3, bounds=bounds, mask=mask)
+    assert any(full[key] != row[key] for key in expected)
+
+
+def test_evaluate_default_metrics_follow_the_task(compas_task, digits_task):
+    from trustkit.metrics import DEFAULT_METRICS
+
+    model = _linear(compas_task)
+    with_a = tm.evaluate(model, compas_task.test)
+    assert tuple(with_a) == DEFAULT_METRICS["binary_sensitive"]
+    assert with_a["dp_gap"] == tm.dp_gap(compas_task.test.y, tm.predict_logits(model, compas_task.test.X).argmax(1),
+                                         compas_task.test.a)
+    without = tm.evaluate(model, compas_task.test.replace(a=None))
+    assert tuple(without) == DEFAULT_METRICS["binary"]
+    assert {k: with_a[k] for k in without} == without
+    digits = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(digits_task.input_shape)), 10))
+    assert tuple(tm.evaluate(digits, digits_task.test)) == DEFAULT_METRICS["multiclass"]
