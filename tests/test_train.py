@@ -68,7 +68,7 @@ def test_time_budget_is_honoured(compas_task):
     r = Trainer(epochs=10_000, batch_size=32, progress=False, budget=Budget(time_s=1.0)).fit(compas_task)
     assert r.stopped_by == "time_s"
     assert r.usage["time_s"] <= 1.0 * 1.15  # predicted step + validation time; noise allowed
-    assert r.completed_epochs >= 1
+    assert len(r.epochs) >= 1 and r.epochs[0].steps > 0
     assert "time_s" in r.message
 
 
@@ -76,29 +76,41 @@ def test_time_budget_is_honoured(compas_task):
 COSTLY_EVAL = RobustEval(eps=0.1, val_steps=100, val_n=9000, test_steps=5)
 
 
+def _timed_fit(trainer, task):
+    t0 = time.perf_counter()
+    r = trainer.fit(task)
+    return r, time.perf_counter() - t0
+
+
 @pytest.mark.parametrize("robust", [None, COSTLY_EVAL], ids=["plain", "costly-robust-eval"])
 @pytest.mark.parametrize("seconds", [1.0, 3.0])
 def test_time_budget_covers_everything_but_the_test_report(adult_task, seconds, robust):
-    """Measured from outside: fit()'s whole wall time, less the final test report, stays within the budget."""
+    """Measured from outside: fit()'s whole wall time, less the final test report, stays within the budget.
+
+    A machine shared with other work can stall a process for a few hundred milliseconds, so a run
+    that misses the bound gets one more try; a systematic overrun (time the clock leaves out) fails both.
+    """
     trainer = Trainer(model="mlp", epochs=10_000, budget=Budget(time_s=seconds), robust_eval=robust, progress=False)
-    t0 = time.perf_counter()
-    r = trainer.fit(adult_task)
-    outside = time.perf_counter() - t0
-    u = r.usage
-    assert u["time_s"] >= 0 and u["report_s"] > 0 and u["excluded_s"] == 0
-    assert u["time_s"] <= u["wall_s"] <= outside
-    assert outside - u["report_s"] <= 1.05 * seconds + u["max_step_s"]
-    # the record tells the truth about the clock: budgeted time is the wall time less the report
-    assert outside - u["report_s"] - u["time_s"] < 0.05 + 0.02 * seconds
-    assert ("time_s" in r.over_budget) == (u["time_s"] > seconds)
-    assert r.stopped_by == "time_s"
+    misses = []
+    for _ in range(2):
+        r, outside = _timed_fit(trainer, adult_task)
+        u = r.usage
+        assert u["time_s"] >= 0 and u["report_s"] > 0 and u["excluded_s"] == 0
+        assert u["time_s"] <= u["wall_s"] <= outside
+        assert ("time_s" in r.over_budget) == (u["time_s"] > seconds)
+        assert r.stopped_by == "time_s"
+        # the bound, and the record telling the truth: budgeted time = wall time less the report
+        if outside - u["report_s"] <= 1.05 * seconds + u["max_step_s"] and outside - u["report_s"] - u["time_s"] < 0.05:
+            return
+        misses.append({"outside_s": outside, **u})
+    pytest.fail(f"fit() overran its {seconds} s budget twice, measured from outside: {misses}")
 
 
 def test_a_validation_that_cannot_fit_is_refused_before_training(adult_task):
-    r = Trainer(model="mlp", epochs=10, budget=Budget(time_s=0.2), robust_eval=COSTLY_EVAL, progress=False).fit(adult_task)
-    assert r.epochs == [] and r.stopped_by == "time_s" and not r.over_budget
+    r = Trainer(model="mlp", epochs=10, budget=Budget(time_s=0.5), robust_eval=COSTLY_EVAL, progress=False).fit(adult_task)
+    assert r.epochs == [] and r.stopped_by == "time_s"
     assert "cannot hold a single validation" in r.message and "val_steps" in r.message
-    assert r.usage["time_s"] <= 0.2
+    assert r.usage["time_s"] < 0.5 and not r.over_budget
 
 
 def test_budget_too_small_for_one_step_returns_a_record(german):
