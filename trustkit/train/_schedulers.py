@@ -525,7 +525,9 @@ class CausalScheduler(_Allocator):
         Xs = X / scale
         reg = self.ridge * np.eye(X.shape[1])
         reg[0, 0] = 0.0
-        coef = np.linalg.solve(Xs.T @ Xs + reg, Xs.T @ Y)
+        # least squares, not solve: with ridge=0 and fewer independent epochs than coefficients the
+        # normal equations are singular; this gives their minimum-norm solution
+        coef = np.linalg.lstsq(Xs.T @ Xs + reg, Xs.T @ Y, rcond=None)[0]
         return coef / scale[:, None]
 
     def predict(self, alloc: Allocation, steps: int, coef: np.ndarray) -> np.ndarray:
