@@ -506,7 +506,7 @@ class CausalScheduler(_Allocator):
         self._rng = np.random.default_rng(self.seed)
         self._rows: list[tuple[np.ndarray, np.ndarray]] = []
         self.predictions: list[dict] = []
-        # warm-up order: the most and least expensive first, then spread
+        # warm-up order: the most expensive candidate first, then every k-th one down the cost order
         order = sorted(self._cands, key=lambda c: -(c.rob * (c.attack_iters + 2) + c.fair))
         self._warm = order[:: max(1, len(order) // self.warmup)][: self.warmup]
 
