@@ -239,3 +239,321 @@ def test_online_omp_counts_selected_atoms_the_fit_does_not_use():
     assert sel.summary()["n_nonpositive_weight"] == sel.n_nonpositive_weight == 3
     kept = [i for i, b in zip(sel.selected_ids, beta) if b > 1e-10 * np.linalg.norm(y)]
     assert sorted(kept) == planted
+
+
+# --- offline OMP: the two early stops ------------------------------------------------------------
+
+@pytest.mark.parametrize("tol, n_selected", [(8.0, 3), (1.0, 4), (0.3, 8)])
+def test_omp_tol_stops_as_sklearn(tol, n_selected):
+    # four planted atoms and a little noise: the residual norms are about 19.3, 11.7, 6.3, 0.34 and
+    # then fall slowly, so each tol stops after another number of atoms
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 40))
+    y = X[:, [3, 11, 25, 31]] @ np.array([3.0, -2.0, 1.5, 0.8]) + 0.05 * rng.normal(size=60)
+    ours = omp(X, y, 20, tol=tol)
+    Xn = X / np.linalg.norm(X, axis=0)
+    ref = OrthogonalMatchingPursuit(tol=tol**2, fit_intercept=False).fit(Xn, y)  # sklearn's tol: squared norm
+    assert sorted(ours.support) == np.flatnonzero(ref.coef_).tolist()
+    np.testing.assert_allclose(ours.coef, ref.coef_[ours.support], atol=1e-8)
+    assert len(ours.support) == len(ours.residual_norms) == n_selected
+    assert ours.residual_norms[-1] <= tol < ours.residual_norms[-2]
+    # without tol the pursuit runs to n_atoms
+    assert len(omp(X, y, 7).support) == 7
+
+
+def test_omp_stops_when_no_correlated_atom_is_left():
+    # the target lies exactly in the span of two atoms (and is large, so the stop's threshold
+    # 1e-12·‖y‖ is far above rounding): after them every correlation is rounding noise, and the
+    # pursuit stops at 2 atoms although 6 were allowed
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 30))
+    X[:, 9] = 0.0  # a zero column is never a candidate
+    y = 1e3 * (X[:, 2] - 2.0 * X[:, 5])
+    res = omp(X, y, 6)
+    assert sorted(res.support) == [2, 5] and len(res.residual_norms) == 2
+    assert res.residual_norms[-1] < 1e-9 * np.linalg.norm(y)
+    np.testing.assert_allclose(res.coef_original[np.argsort(res.support)], [1e3, -2e3], rtol=1e-10)
+    # every usable atom selected: the pursuit stops instead of picking the zero column
+    full = omp(rng.normal(size=(50, 4)) * np.array([1.0, 1.0, 0.0, 1.0]), rng.normal(size=50), 4)
+    assert sorted(full.support) == [0, 1, 3]
+
+
+# --- online OMP against a brute-force reference ---------------------------------------------------
+
+def _unit(x):
+    return x / np.linalg.norm(x)
+
+
+class _Reference:
+    """The online pursuit's rules, computed by brute force with numpy least squares.
+
+    Fill to ω; then an incoming atom replaces the selected atom whose removal raises the residual
+    sum of squares least (signed fit) or the atom of smallest weight when the incoming one
+    correlates positively with the residual (non-negative fit), and only if the fit improves; a
+    selected atom arriving again keeps its fresher column only if the fit improves.
+    """
+
+    def __init__(self, n_atoms, y, nonneg):
+        from scipy.optimize import nnls
+
+        self.n, self.y, self.nonneg, self.nnls = n_atoms, y, nonneg, nnls
+        self.ids, self.cols = [], []
+        self.count = {"added": 0, "replacements": 0, "refreshed": 0}
+
+    def fit(self, cols):
+        A = np.stack(cols, 1)
+        beta = self.nnls(A, self.y)[0] if self.nonneg else np.linalg.lstsq(A, self.y, rcond=None)[0]
+        r = self.y - A @ beta
+        return beta, float(r @ r)
+
+    def _swap(self, j, x, i):
+        cols = list(self.cols)
+        cols[j] = x
+        _, rss_now = self.fit(self.cols)
+        if self.fit(cols)[1] < rss_now - 1e-12 * float(self.y @ self.y):
+            self.cols, self.ids[j] = cols, i
+            return True
+        return False
+
+    def offer(self, i, x):
+        x = _unit(x)
+        if i in self.ids:
+            self.count["refreshed"] += self._swap(self.ids.index(i), x, i)
+        elif len(self.ids) < self.n:
+            self.ids.append(i)
+            self.cols.append(x)
+            self.count["added"] += 1
+        else:
+            beta, rss_now = self.fit(self.cols)
+            if self.nonneg:
+                r = self.y - np.stack(self.cols, 1) @ beta
+                if x @ r <= 1e-12 * np.linalg.norm(self.y):
+                    return
+                j = int(np.argmin(beta))
+            else:  # the atom whose removal costs least
+                j = int(np.argmin([self.fit(self.cols[:k] + self.cols[k + 1:])[1] - rss_now
+                                   for k in range(len(self.cols))]))
+            self.count["replacements"] += self._swap(j, x, i)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_online_omp_follows_the_brute_force_rules_offer_by_offer(nonneg):
+    rng = np.random.default_rng(11)
+    m, n, k = 30, 40, 5
+    X = rng.normal(size=(m, n))
+    y = X[:, :8] @ rng.uniform(0.5, 2.0, 8) + 0.3 * rng.normal(size=m)
+    sel, ref = OnlineOMP(n_atoms=k, nonneg=nonneg), _Reference(k, y, nonneg)
+    sel.start_epoch(y)
+    stream = [(i, X[:, i]) for i in rng.permutation(n)]
+    # a second pass with fresher features, perturbed and moved towards the target: selected atoms refresh
+    X2 = X + 0.3 * rng.normal(size=X.shape) + np.outer(y / np.linalg.norm(y) * np.sqrt(m), rng.uniform(0, 0.6, n))
+    stream += [(i, X2[:, i]) for i in rng.permutation(n)]
+    for step, (i, x) in enumerate(stream):
+        sel.offer([i], x[:, None])
+        ref.offer(i, x)
+        assert sel.selected_ids == ref.ids, step
+        beta, rss = ref.fit(ref.cols)
+        np.testing.assert_allclose(sel.beta.numpy(), beta, atol=1e-7, err_msg=f"offer {step}")
+        assert sel.residual_norm == pytest.approx(np.sqrt(rss), rel=1e-7, abs=1e-9)
+    s = sel.summary()
+    assert {key: s[key] for key in ref.count} == ref.count and s["offered"] == 2 * n
+    # the stream exercised every rule: swaps accepted and refused, refreshes accepted
+    assert ref.count["replacements"] >= 3 and ref.count["refreshed"] >= 1 and ref.count["added"] == k
+    assert ref.count["replacements"] + ref.count["refreshed"] < 2 * n - k
+
+
+def test_online_omp_swaps_out_the_atom_whose_removal_costs_least():
+    # atoms a and c are nearly collinear, so each has a large weight but costs little to remove (the
+    # other takes over); b has the smallest weight but nothing replaces it. Removing atom j raises
+    # the residual sum of squares by β_j² / (G⁻¹)_jj: c is the cheapest, b by far the dearest
+    rng = np.random.default_rng(3)
+    m = 40
+    a, b, d = rng.normal(size=m), rng.normal(size=m), rng.normal(size=m)
+    c = a + 0.05 * rng.normal(size=m)
+    y = 3 * _unit(a) + 3 * _unit(c) + _unit(b) + 0.5 * _unit(d)
+    sel = OnlineOMP(n_atoms=3)
+    sel.start_epoch(y)
+    sel.offer([0, 1, 2], np.stack([a, b, c], 1))
+    cols = [_unit(a), _unit(b), _unit(c)]
+    beta = sel.beta.numpy()
+    rss = lambda cs: float(np.sum((y - np.stack(cs, 1) @ np.linalg.lstsq(np.stack(cs, 1), y, rcond=None)[0]) ** 2))
+    drop = np.array([rss(cols[:j] + cols[j + 1:]) - rss(cols) for j in range(3)])
+    C = np.stack(cols, 1)
+    np.testing.assert_allclose(beta**2 / np.diag(np.linalg.inv(C.T @ C)), drop, rtol=1e-6)
+    assert np.argmin(drop) == 2 and np.argmin(np.abs(beta)) == 1 and np.argmax(drop) == 1
+    # the incoming atom d (gain about 0.25) replaces c; removing b (cost 0.84) would not pay
+    sel.offer([3], d[:, None])
+    assert sel.selected_ids == [0, 1, 3] and sel.n_replacements == 1
+    assert sel.residual_norm == pytest.approx(np.sqrt(rss([_unit(a), _unit(b), _unit(d)])), rel=1e-8)
+
+
+def test_online_omp_weights_are_the_ridge_fit_after_every_change():
+    # with a ridge that matters, the rank-one and rank-two updates must keep the weights equal to the
+    # ridge regression (CᵀC + λI)⁻¹Cᵀy on the selected unit-norm columns, swaps included
+    rng = np.random.default_rng(5)
+    m, n, k, lam = 25, 50, 4, 0.3
+    X = rng.normal(size=(m, n))
+    y = X[:, :6] @ rng.uniform(0.5, 2.0, 6) + 0.2 * rng.normal(size=m)
+    sel = OnlineOMP(n_atoms=k, ridge=lam, refit_every=1000)
+    sel.start_epoch(y)
+    for i in rng.permutation(n):
+        sel.offer([i], X[:, [i]])
+        C = X[:, sel.selected_ids] / np.linalg.norm(X[:, sel.selected_ids], axis=0)
+        beta = np.linalg.solve(C.T @ C + lam * np.eye(C.shape[1]), C.T @ y)
+        np.testing.assert_allclose(sel.beta.numpy(), beta, atol=1e-10)
+        np.testing.assert_allclose(sel.r.numpy(), y - C @ beta, atol=1e-10)
+    assert sel.n_replacements >= 3
+    # a new target refits the weights of the selected atoms from scratch
+    y2 = X[:, 6:9].sum(1)
+    sel.start_epoch(y2)
+    beta = np.linalg.solve(C.T @ C + lam * np.eye(C.shape[1]), C.T @ y2)
+    np.testing.assert_allclose(sel.beta.numpy(), beta, atol=1e-10)
+    np.testing.assert_allclose(sel.r.numpy(), y2 - C @ beta, atol=1e-10)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_online_omp_swaps_only_for_an_improvement_above_rounding(nonneg):
+    # a swap must lower the residual sum of squares by more than 1e-12·‖y‖², so that rounding never
+    # churns the selection. One atom, ‖y‖² about 1e6 (tolerance 1e-6), residual sum of squares 1;
+    # fresher features tilted by δ towards the residual improve it by about 2000·δ
+    rng = np.random.default_rng(0)
+    m = 40
+    x0 = _unit(rng.normal(size=m))
+    e = rng.normal(size=m)
+    e = _unit(e - (e @ x0) * x0)
+    y = 1e3 * x0 + e
+    for delta, refreshed in [(0.0, 0), (5e-11, 0), (2e-10, 0), (1e-9, 1), (3e-9, 1)]:
+        sel = OnlineOMP(n_atoms=1, nonneg=nonneg, ridge=0.0)
+        sel.start_epoch(y)
+        sel.offer([0], x0[:, None])
+        x1 = _unit(x0 + delta * e)
+        gain = sel.residual_norm**2 - float(np.sum((y - x1 * (x1 @ y)) ** 2))
+        assert (gain > 1e-12 * (y @ y)) == bool(refreshed) and (gain < 5e-7 or gain > 1.5e-6), gain
+        sel.offer([0], x1[:, None])
+        assert sel.trace.refreshed == refreshed, delta
+
+
+@pytest.mark.parametrize("ridge", [1e-10, 0.0])
+def test_online_omp_refuses_an_atom_without_a_new_direction(ridge):
+    # ω = 2 with b the cheaper atom; an incoming copy of a lies in the span of what stays once b is
+    # removed, so it brings nothing and nothing changes (without a ridge the swap test sees a zero
+    # pivot and must refuse at once rather than divide rounding noise by rounding noise)
+    rng = np.random.default_rng(8)
+    a, b = _unit(rng.normal(size=30)), _unit(rng.normal(size=30))
+    y = 3 * a + 0.5 * b + 0.1 * rng.normal(size=30)
+    sel = OnlineOMP(n_atoms=2, ridge=ridge)
+    sel.start_epoch(y)
+    sel.offer([0, 1], np.stack([a, b], 1))
+    before = sel.beta.clone()
+    sel.offer([2], 2 * a[:, None])
+    assert sel.selected_ids == [0, 1] and sel.n_replacements == 0 and torch.equal(sel.beta, before)
+
+
+# --- per-sample gradient checks and column scaling ------------------------------------------------
+
+class _FeaturesOnly(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Linear(3, 4)
+        self.out = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.features(x))
+
+
+class _HeadOnly(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(x)
+
+
+@pytest.mark.parametrize("model", [_FeaturesOnly(), _HeadOnly()], ids=["features-only", "head-only"])
+def test_last_layer_scope_needs_both_features_and_head(model):
+    x, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"scope='last_layer' needs a model with .features and .head; use scope='full'"):
+        per_sample_grads(model, x, y)
+    full = per_sample_grads(model, x, y, scope="full")
+    torch.testing.assert_close(full, _loop_grads(model, x, y, list(model.parameters())), atol=1e-6, rtol=1e-5)
+
+
+def test_normalise_columns_gives_unit_columns_and_keeps_zero_columns():
+    from trustkit.select import normalise_columns
+
+    X = torch.tensor([[3.0, 0.0, 1.0], [4.0, 0.0, -1.0]], dtype=torch.float64)
+    unit, norms = normalise_columns(X)
+    torch.testing.assert_close(norms, torch.tensor([5.0, 0.0, 2**0.5], dtype=torch.float64))
+    torch.testing.assert_close(unit, torch.tensor([[0.6, 0.0, 2**-0.5], [0.8, 0.0, -(2**-0.5)]], dtype=torch.float64))
+    # a column below eps is left as it is instead of blowing up
+    tiny = torch.tensor([[1e-14], [0.0]], dtype=torch.float64)
+    torch.testing.assert_close(normalise_columns(tiny)[0], tiny)
+    torch.testing.assert_close(normalise_columns(tiny, eps=1e-16)[0], torch.tensor([[1.0], [0.0]], dtype=torch.float64))
+
+
+def test_random_projection_refuses_a_matrix_too_large():
+    with pytest.raises(ValueError, match="a dense projection of 1,000,000 parameters to 201 dims is too large"):
+        random_projection(torch.zeros(1, 1_000_000), 201)
+
+
+# --- SAug's sampling numbers on a planted accuracy matrix -----------------------------------------
+
+def test_saug_sampling_numbers_and_rounds_on_a_planted_matrix(monkeypatch):
+    # training and measuring are replaced by planted accuracies, so the test checks Algorithm 3's
+    # arithmetic: SN_j = (Mat[j, j] − mean_{i≠j} Mat[i, j]) / Mat[j, j] in round 0, then
+    # SN_j = Mat[j, j] − RA_j, pools in proportion to SN, stop when the mean RA stops improving
+    from types import SimpleNamespace
+
+    from trustkit.select import _saug
+
+    corr = ["fog", "pixelate", "contrast"]
+    mat = np.array([[0.9, 0.5, 0.6],  # model trained with fog, measured on each corruption
+                    [0.4, 0.8, 0.5],
+                    [0.5, 0.6, 0.7],
+                    [0.3, 0.4, 0.5]])  # clean model
+    ra_rounds = [[0.7, 0.75, 0.5], [0.85, 0.7, 0.6], [0.8, 0.7, 0.62], [0.9, 0.9, 0.9]]
+    task = SimpleNamespace(train=np.zeros(1000))
+    pools, seeds = [], []
+
+    class FakeTrainer:
+        def __init__(self, **kwargs):
+            pass
+
+        def fit(self, t):
+            self.model_ = t
+
+    def fake_augmented(t, counts, *, seed=0, severity=None):
+        pools.append(dict(counts))
+        seeds.append(seed)
+        return ("pool", len(pools) - 1)
+
+    def fake_robust(model, t, corruptions, *, seed=0, **kwargs):
+        if model is task:
+            row = mat[-1]
+        elif model[1] < len(corr):  # round 0: one model per single corruption
+            row = mat[corr.index(next(iter(pools[model[1]])))]
+        else:
+            row = ra_rounds[model[1] - len(corr)]
+        return dict(zip(corruptions, row))
+
+    monkeypatch.setattr(_saug, "Trainer", FakeTrainer)
+    monkeypatch.setattr(_saug, "augmented_task", fake_augmented)
+    monkeypatch.setattr(_saug, "robust_accuracies", fake_robust)
+    res = _saug.saug(task, corr, aug_factor=1.0, rounds=4, eps=0.005, seed=5)
+
+    assert pools[:3] == [{"fog": 333}, {"pixelate": 333}, {"contrast": 333}] and seeds[:3] == [5, 5, 5]
+    np.testing.assert_array_equal(res.mat, mat)
+    diag = np.diag(mat[:3])
+    sn = np.array([(diag[j] - np.mean([mat[i, j] for i in range(4) if i != j])) / diag[j] for j in range(3)])
+    np.testing.assert_allclose(sn, [0.5 / 0.9, 0.3 / 0.8, (0.7 - 1.6 / 3) / 0.7])
+    rounds = pools[3:]
+    assert len(rounds) == 3 and seeds[3:] == [5, 6, 7]  # round 3 does not improve on round 2: stop
+    for counts, weights in zip(rounds, [sn, diag - ra_rounds[0], diag - ra_rounds[1]]):
+        assert sum(counts.values()) == 1000
+        expected = 1000 * np.clip(weights, 0, None) / np.clip(weights, 0, None).sum()
+        assert np.abs(np.array([counts[c] for c in corr]) - expected).max() < 1, (counts, expected)
+    assert [h["round"] for h in res.history] == [1, 2, 3]
+    np.testing.assert_allclose([h["mean_robust_acc"] for h in res.history], np.mean(ra_rounds[:3], axis=1))
+    assert all(h[f"n[{c}]"] == counts[c] for h, counts in zip(res.history, rounds) for c in corr)
+    assert res.counts == rounds[1]  # the pool of the best mean robust accuracy

@@ -418,3 +418,231 @@ def test_vtrust_full_model_projected_gradients(german):
     assert d["atom_size"] < VTruST(value="accuracy+fairness", fraction=0.5, epochs=1, progress=False).select(german).diagnostics["atom_size"]
     with pytest.raises(ValueError, match="unknown scope"):
         VTruST(scope="head")
+
+
+# --- subset_task ----------------------------------------------------------------------------------
+
+def test_subset_task_keeps_every_array_of_the_chosen_rows(german):
+    idx = np.array([17, 0, 5, 599])
+    sub = subset_task(german, idx)
+    for name in ("X", "y", "a", "index"):
+        np.testing.assert_array_equal(getattr(sub.train, name), getattr(german.train, name)[idx], err_msg=name)
+    assert sub.val is german.val and sub.test is german.test and sub.notes["subset"] == 4
+    # a task without a sensitive attribute stays without one
+    digits = load_digits(seed=0)
+    assert subset_task(digits, [0, 3]).train.a is None
+
+
+@pytest.mark.parametrize("idx", [[3, -1], [-5, -2], [0, 600]])
+def test_subset_task_refuses_indices_outside_the_split(german, idx):
+    with pytest.raises(ValueError, match=r"subset indices must lie in \[0, 600\); got \[" + str(min(idx))):
+        subset_task(german, idx)
+
+
+# --- what the selector hands the pursuit each epoch -----------------------------------------------
+
+def test_collector_offers_each_atoms_mean_feature_and_a_target_scaled_per_block(german):
+    # atoms of 1 to 4 rows: the column of an atom is the mean of its members' features; the target is
+    # the decrease of every value component, each block scaled to norm λ or 1 − λ, and the features
+    # get the same row scaling
+    from types import SimpleNamespace
+
+    from trustkit.select import OnlineOMP, value_features
+    from trustkit.select._vtrust import _Collector
+
+    class Spy(OnlineOMP):
+        def start_epoch(self, y):
+            self.seen_target = torch.as_tensor(y).clone()
+            super().start_epoch(y)
+
+        def offer(self, ids, X):
+            self.seen = (list(ids), torch.as_tensor(X).clone())
+            super().offer(ids, X)
+
+    lam = 0.3
+    sel = VTruST(value="accuracy+fairness", lam=lam, fraction=0.5, progress=False, seed=0)
+    value = make_value_function(german, "accuracy+fairness", lam=lam, max_rows=40, fair_rows=16, seed=0)
+    n = len(german.train)
+    order = np.random.default_rng(0).permutation(n)
+    cuts = np.cumsum(np.resize([1, 2, 3, 4], n))
+    atoms = [order[a:b] for a, b in zip(np.r_[0, cuts], cuts) if a < n]
+    assert {len(a) for a in atoms} == {1, 2, 3, 4} and sum(len(a) for a in atoms) == n
+    spy = Spy(n_atoms=8)
+    collector = _Collector(sel, value, atoms, spy)
+    start = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0)
+    now = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=1)
+    collector.on_fit_start(SimpleNamespace(model=start))
+    collector.on_epoch_end(SimpleNamespace(model=now, task=german, epoch=1), None)
+
+    comp = value(now)
+    y = value(start).values - comp.values
+    (rows_a, w_a), (rows_f, w_f) = value.blocks()
+    assert (w_a, w_f) == pytest.approx((lam, 1 - lam))
+    target = spy.seen_target
+    assert float(target[rows_a].norm()) == pytest.approx(lam) and float(target[rows_f].norm()) == pytest.approx(1 - lam)
+    scale = torch.cat([torch.full((rows_a.stop,), w_a / float(y[rows_a].norm())),
+                       torch.full((rows_f.stop - rows_f.start,), w_f / float(y[rows_f].norm()))]).double()
+    torch.testing.assert_close(target, y * scale)
+    g = per_sample_grads(now, torch.as_tensor(german.train.X), torch.as_tensor(german.train.y)).double()
+    f = value_features(g, comp.grads, lr=sel.lr, kind="paper") * scale[:, None]
+    ids, X = spy.seen
+    assert sorted(ids) == list(range(len(atoms)))
+    expected = torch.stack([f[:, atoms[k]].mean(1) for k in ids], 1)
+    torch.testing.assert_close(X, expected, atol=1e-9, rtol=1e-6)
+    # the residual reported is the least-squares fit of the selection on these features and target
+    d = collector.history[-1]
+    cols = expected[:, [ids.index(k) for k in spy.selected_ids]]
+    cols = cols / cols.norm(dim=0)
+    beta = torch.linalg.lstsq(cols, target.unsqueeze(1)).solution.squeeze(1)
+    assert d["relative_residual"] == pytest.approx(float((target - cols @ beta).norm() / target.norm()), rel=1e-6)
+
+
+# --- SSFR's rules on planted losses (no training) -------------------------------------------------
+
+class _PlantedLosses(torch.nn.Module):
+    """Returns logits whose cross-entropy against ``y`` is exactly ``losses`` (set between calls)."""
+
+    def __init__(self, y):
+        super().__init__()
+        self.y = torch.as_tensor(y)
+        self.losses = None
+
+    def forward(self, X):
+        L = torch.as_tensor(self.losses, dtype=torch.float64)
+        logits = torch.zeros(len(L), 2, dtype=torch.float64)
+        logits[torch.arange(len(L)), 1 - self.y] = torch.log(torch.expm1(L))  # log(1 + e^z) = L
+        return logits.float()
+
+
+def _ssfr_cells(sizes, seed=0):
+    """Labels and groups with the given (label, group) cell sizes, shuffled."""
+    y = np.concatenate([np.full(sizes[(lab, g)], lab) for lab in (0, 1) for g in (0, 1)])
+    a = np.concatenate([np.full(sizes[(lab, g)], g) for lab in (0, 1) for g in (0, 1)])
+    p = np.random.default_rng(seed).permutation(len(y))
+    return y[p].astype(np.int64), a[p].astype(np.int64)
+
+
+def test_ssfr_selection_rules_on_planted_losses():
+    from types import SimpleNamespace
+
+    from trustkit.select._ssfr import _SelectedCrossEntropy, _SSFR
+
+    sizes = {(0, 0): 40, (0, 1): 10, (1, 0): 20, (1, 1): 30}
+    y, a = _ssfr_cells(sizes)
+    n = len(y)
+    task = SimpleNamespace(train=SimpleNamespace(X=np.zeros((n, 3), np.float32), y=y, a=a))
+    term = _SelectedCrossEntropy(n)
+    alpha = 0.08
+    cb = _SSFR(term, task, 0.5, alpha, 0.1, 1, "quantile")
+    model = _PlantedLosses(y)
+    rng = np.random.default_rng(1)
+    cell = {key: (y == key[0]) & (a == key[1]) for key in sizes}
+
+    def select(epoch, mean_loss):
+        losses = np.zeros(n)
+        for key, m in cell.items():
+            losses[m] = mean_loss[key] + rng.uniform(0.0, 0.2, m.sum())  # distinct losses within a cell
+        model.losses = losses
+        cb.on_epoch_start(SimpleNamespace(epoch=epoch, task=task, model=model))
+        return losses, cb.history[-1]
+
+    # warm start: no selection
+    cb.on_epoch_start(SimpleNamespace(epoch=1, task=task, model=model))
+    assert cb.history == [] and bool((term.mask == 1).all())
+    # first selection: 25 places per label, group 1's ratio is its own share of the label (10/50, 30/50)
+    even = {key: 0.5 for key in sizes}
+    losses, h = select(2, even)
+    assert (h["n_y0_0"], h["n_y0_1"], h["n_y1_0"], h["n_y1_1"]) == (20, 5, 10, 15)
+    assert (h["share_y0_1"], h["share_y1_1"]) == (0.2, 0.6) and h["selected"] == 50
+    # each cell contributes its lowest-loss points, and its loss is the mean of its τ·|cell| lowest
+    mask = term.mask.numpy() > 0
+    for (lab, g), m in cell.items():
+        idx = np.flatnonzero(m)
+        low = idx[np.argsort(losses[idx])]
+        assert sorted(np.flatnonzero(mask & m)) == sorted(low[: h[f"n_y{lab}_{g}"]])
+        assert h[f"loss_y{lab}_{g}"] == pytest.approx(losses[low[: round(0.5 * len(idx))]].mean())
+    # label 1's gap is the larger and group 1 has the larger loss there: λ_1 rises by α, λ_0 stays
+    _, h = select(3, {(0, 0): 0.6, (0, 1): 0.5, (1, 0): 0.5, (1, 1): 1.5})
+    assert (h["n_y0_1"], h["n_y1_1"]) == (5, round((0.6 + alpha) * 25))
+    # label 0's gap is now the larger, with group 0 the worse: λ_0 falls by α, then stops at min_share
+    _, h = select(4, {(0, 0): 2.0, (0, 1): 0.5, (1, 0): 0.5, (1, 1): 0.6})
+    assert (h["n_y0_1"], h["n_y1_1"]) == (round((0.2 - alpha) * 25), round((0.6 + alpha) * 25))
+    _, h = select(5, {(0, 0): 2.0, (0, 1): 0.5, (1, 0): 0.5, (1, 1): 0.6})
+    assert h["n_y0_1"] == round(0.1 * 25) and cb.lam[0] == pytest.approx(0.1)
+    assert [r["epoch"] for r in cb.history] == [2, 3, 4, 5]
+
+
+def test_ssfr_returns_indices_unless_the_history_is_asked(german):
+    from trustkit.select import ssfr_subset
+
+    idx = ssfr_subset(german, 0.5, epochs=2)
+    assert isinstance(idx, np.ndarray) and len(idx) == 300
+    again, hist = ssfr_subset(german, 0.5, epochs=2, return_history=True)
+    np.testing.assert_array_equal(again, idx)
+    assert len(hist) == 1 and hist[0]["selected"] == 300
+
+
+def test_ssfr_ratios_stop_at_their_bounds_and_selected_cell_losses():
+    # label 0's group-1 cell has 5 points for 25 places: λ_0 lies in [min_share, 5/25] = [0.1, 0.2];
+    # label 1's group-0 cell has 12 points for 25 places: λ_1 lies in [1 − 12/25, 1 − min_share] =
+    # [0.52, 0.9]. A ratio past a bound is clipped there, so the next step starts from the bound.
+    from types import SimpleNamespace
+
+    from trustkit.select._ssfr import _SelectedCrossEntropy, _SSFR
+
+    sizes = {(0, 0): 45, (0, 1): 5, (1, 0): 12, (1, 1): 38}
+    y, a = _ssfr_cells(sizes, seed=1)
+    n = len(y)
+    task = SimpleNamespace(train=SimpleNamespace(X=np.zeros((n, 3), np.float32), y=y, a=a))
+    term = _SelectedCrossEntropy(n)
+    cb = _SSFR(term, task, 0.5, 0.15, 0.1, 0, "selected")
+    model = _PlantedLosses(y)
+    rng = np.random.default_rng(2)
+    cell = {key: (y == key[0]) & (a == key[1]) for key in sizes}
+    up0 = {(0, 0): 0.5, (0, 1): 1.5, (1, 0): 0.5, (1, 1): 0.6}  # label 0's gap is the larger, group 1 worse
+    down0 = {(0, 0): 1.5, (0, 1): 0.5, (1, 0): 0.5, (1, 1): 0.6}
+    down1 = {(0, 0): 0.5, (0, 1): 0.6, (1, 0): 1.5, (1, 1): 0.5}
+    up1 = {(0, 0): 0.5, (0, 1): 0.6, (1, 0): 0.5, (1, 1): 1.5}
+    plan = [up0, up0, up0, down0, down1, down1, up1, up1, up1, up1]
+    expected = [  # (n_y0_1, n_y1_1) after each selection
+        (2, 19),  # the data's own shares 5/50 and 38/50
+        (5, 19), (5, 19),  # λ_0: 0.1 → 0.2 (0.25 clipped) → 0.2
+        (2, 19),  # λ_0: 0.2 → 0.1 (0.05 clipped), not 0.1 below where it went without the bound
+        (2, 15), (2, 13),  # λ_1: 0.76 → 0.61 → 0.52 (0.46 clipped): group 0's 12 points all kept
+        (2, 17), (2, 20), (2, 22), (2, 22),  # λ_1: 0.67 → 0.82 → 0.9 (0.97 clipped) → 0.9
+    ]
+    for epoch, mean_loss in enumerate(plan, start=1):
+        old_mask = term.mask.numpy().copy()
+        losses = np.zeros(n)
+        for key, m in cell.items():
+            losses[m] = mean_loss[key] + rng.uniform(0.0, 0.2, m.sum())
+        model.losses = losses
+        cb.on_epoch_start(SimpleNamespace(epoch=epoch, task=task, model=model))
+        h = cb.history[-1]
+        # "selected": a cell's loss is the mean over its points selected in the previous epoch
+        for (lab, g), m in cell.items():
+            assert h[f"loss_y{lab}_{g}"] == pytest.approx(losses[m & (old_mask > 0)].mean())
+        assert (h["n_y0_1"], h["n_y1_1"]) == expected[epoch - 1], epoch
+        assert h["n_y0_0"] + h["n_y0_1"] == h["n_y1_0"] + h["n_y1_1"] == 25
+        assert h["n_y1_0"] <= 12 and h["n_y0_1"] <= 5
+
+
+def test_ssfr_a_cell_smaller_than_min_share_gives_all_its_points():
+    # label 1's group-0 cell has 2 points, fewer than min_share · 25 places: it gives both and group 1
+    # takes the other 23 places, so the label still gets its 25
+    from types import SimpleNamespace
+
+    from trustkit.select._ssfr import _SelectedCrossEntropy, _SSFR
+
+    sizes = {(0, 0): 25, (0, 1): 25, (1, 0): 2, (1, 1): 48}
+    y, a = _ssfr_cells(sizes, seed=3)
+    n = len(y)
+    task = SimpleNamespace(train=SimpleNamespace(X=np.zeros((n, 3), np.float32), y=y, a=a))
+    term = _SelectedCrossEntropy(n)
+    cb = _SSFR(term, task, 0.5, 0.05, 0.1, 0, "quantile")
+    model = _PlantedLosses(y)
+    model.losses = np.random.default_rng(0).uniform(0.1, 1.0, n)
+    cb.on_epoch_start(SimpleNamespace(epoch=1, task=task, model=model))
+    h = cb.history[-1]
+    assert (h["n_y1_0"], h["n_y1_1"]) == (2, 23) and (h["n_y0_0"], h["n_y0_1"]) == (13, 12)
+    assert h["selected"] == int(term.mask.sum()) == 50
