@@ -23,25 +23,10 @@ import warnings
 
 import pandas as pd
 
-from trustkit.experiments import STATIC_METHODS, adaptive_comparison
-from trustkit.stats import best_baseline, format_mean_std, paired_ttest
+from trustkit.experiments import adaptive_comparison, tests_against_best_static
+from trustkit.stats import format_mean_std
 
-METRICS = ["error", "dp_gap", "eo_gap", "robust_accuracy", "time_s", "peak_memory_mb"]
-
-
-def tests_against_best_static(df: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for (dataset, regime), g in df.groupby(["dataset", "regime"], sort=False):
-        best = best_baseline(g, methods=[m for m in STATIC_METHODS if m in set(g["method"])]).iloc[0]["method"]
-        adaptive = [m for m in dict.fromkeys(g["method"]) if m not in STATIC_METHODS]
-        for metric in ["dp_gap", "eo_gap", "robust_accuracy", "error"]:
-            if g[metric].isna().all():
-                continue
-            t = paired_ttest(g, metric=metric, baseline=best, methods=adaptive)
-            t.insert(0, "regime", regime)
-            t.insert(0, "dataset", dataset)
-            rows.append(t)
-    return pd.concat(rows, ignore_index=True)
+METRICS = ["error", "dp_gap", "eo_gap", "robust_accuracy", "time_s", "epochs", "peak_memory_mb"]
 
 
 def main():
@@ -68,8 +53,12 @@ def main():
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_rows", 500):
         print("\n== per method: mean ± std over seeds (time_s = training time used; budget = share of the reference run)")
         print(table.to_string(index=False))
-        tests = tests_against_best_static(df)
+        tests, skipped = tests_against_best_static(df, by=["dataset", "regime"])
         print("\n== adaptive vs the best static baseline at the same budget (paired t-test over seeds)")
+        for line in skipped:
+            print(line)
+        if tests.empty:
+            return
         view = tests[tests["metric"].isin(["dp_gap", "robust_accuracy"])].copy()
         view["rel_change"] = (100 * view["rel_change"]).round(1).astype(str) + "%"
         print(view[["dataset", "regime", "metric", "baseline", "method", "baseline_mean", "method_mean", "rel_change",

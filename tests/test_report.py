@@ -119,7 +119,7 @@ def test_vtrust_notebook_rejects_lambda_outside_unit_interval(tmp_path):
 
 @pytest.mark.notebook
 def test_adaptive_notebook_runs_in_quick_mode(tmp_path):
-    params = {"dataset": "compas", "regimes": ["low", "high"], "seeds": [0, 1], "static_charts": True,
+    params = {"dataset": "compas", "regimes": ["medium", "high"], "seeds": [0, 1], "static_charts": True,
               "schedulers": ["erm", "static", "fgsm_rs", "dynamic", "efficienttrust", "oracle", "atats_pid", "atats_bandit",
                              "dual", "expgrad"]}
     paths = run_notebook("adaptive", out_dir=tmp_path, parameters=params, progress=False)
@@ -127,15 +127,17 @@ def test_adaptive_notebook_runs_in_quick_mode(tmp_path):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "reference full run on compas" in text and "[low] dp_gap: best adaptive" in text
+    assert "reference full run on compas" in text and "[medium] dp_gap: best adaptive" in text
     assert "accuracy" in text and "stopped by" in text  # the panel ran once with its default values
     import pandas as pd
 
     res = pd.read_csv(tmp_path / "adaptive_compas.csv")
     assert len(res) == 2 * 10 * 2
     trained = res[res.method != "expgrad"]
-    low = trained[trained.regime == "low"]
-    assert (low.stopped_by == "time_s").all() and low.budget_s.notna().all()
+    medium = trained[trained.regime == "medium"]
+    # half the reference run's time: most methods are stopped by it (ERM, with no attack, may finish)
+    assert medium.budget_s.notna().all() and (medium.stopped_by == "time_s").mean() >= 0.5
+    assert ((medium.over_budget.fillna("") != "") == (medium.time_s > medium.budget_s)).all()
     tests = pd.read_csv(tmp_path / "adaptive_tests_compas.csv")
     assert {"dp_gap", "robust_accuracy"} <= set(tests.metric)
     for name in ("fairness", "robustness"):

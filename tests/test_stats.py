@@ -67,3 +67,34 @@ def test_best_baseline_uses_the_mean_score_per_group():
     assert out == {"low": "b", "high": "b"}
     with pytest.raises(ValueError, match="none of the baseline methods"):
         best_baseline(df, methods=["z"])
+
+
+def test_best_baseline_ignores_runs_without_a_score():
+    from trustkit.stats import best_baseline
+
+    nan = float("nan")
+    df = pd.DataFrame({"regime": ["low"] * 4 + ["high"] * 4, "method": ["a", "a", "b", "b"] * 2,
+                       "val_score": [nan, nan, 0.2, 0.4, nan, nan, nan, nan]})
+    assert best_baseline(df[df.regime == "low"], methods=["a", "b"]).iloc[0]["method"] == "b"
+    out = best_baseline(df, methods=["a", "b"], by=["regime"])
+    assert out["regime"].tolist() == ["low"] and out["method"].tolist() == ["b"]
+    with pytest.raises(ValueError, match="no baseline among .* has a 'val_score'.*held no epoch"):
+        best_baseline(df[df.regime == "high"], methods=["a", "b"])
+
+
+def test_adaptive_tests_skip_a_regime_no_static_run_was_validated_in():
+    from trustkit.experiments import tests_against_best_static
+
+    nan = float("nan")
+    rows = []
+    for regime, ok in (("low", False), ("high", True)):
+        for seed in range(3):
+            for method, gap in (("erm", 0.3), ("static", 0.2), ("efficienttrust", 0.1)):
+                rows.append({"regime": regime, "seed": seed, "method": method, "budget_s": 0.05 if regime == "low" else None,
+                             "val_score": (1.0 if method == "static" else 0.5) + 0.01 * seed if ok else nan,
+                             "dp_gap": gap + 0.01 * seed * (method == "efficienttrust")})
+    tests, skipped = tests_against_best_static(pd.DataFrame(rows), metrics=["dp_gap"])
+    assert len(skipped) == 1 and skipped[0].startswith("regime low: no comparison") and "0.05 s" in skipped[0]
+    assert tests["regime"].unique().tolist() == ["high"]
+    row = tests.set_index("method").loc["efficienttrust"]
+    assert row["baseline"] == "static" and row["rel_change"] < 0

@@ -57,7 +57,9 @@ def best_baseline(df: pd.DataFrame, *, methods: Sequence[str], score: str = "val
     """The method among ``methods`` with the highest mean ``score`` (a validation score) per ``by`` group.
 
     Returns one row per group with columns ``by`` + ``[method_col, score]``. Choosing on validation
-    keeps the test comparison honest.
+    keeps the test comparison honest. Runs without a score (NaN: e.g. a run whose budget held no
+    epoch, so it was never validated) do not count; a group where no baseline has a score is left
+    out, and if that is every group a ``ValueError`` says so.
 
     >>> import pandas as pd
     >>> df = pd.DataFrame({"method": ["a", "a", "b", "b"], "val_score": [0.5, 0.7, 0.8, 0.6]})
@@ -68,7 +70,10 @@ def best_baseline(df: pd.DataFrame, *, methods: Sequence[str], score: str = "val
     sub = df[df[method_col].isin(methods)]
     if sub.empty:
         raise ValueError(f"none of the baseline methods {list(methods)} is in the results")
-    means = sub.groupby(by + [method_col], sort=False)[score].mean().reset_index()
+    means = sub.groupby(by + [method_col], sort=False)[score].mean().reset_index().dropna(subset=[score])
+    if means.empty:
+        raise ValueError(f"no baseline among {list(methods)} has a {score!r}: every run of them is NaN there "
+                         "(a run whose budget held no epoch has no validation score)")
     if not by:
         return means.loc[[means[score].idxmax()]].reset_index(drop=True)
     idx = means.groupby(by, sort=False)[score].idxmax()

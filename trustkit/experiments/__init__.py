@@ -16,6 +16,7 @@ from ._adaptive import (
     adaptive_run,
     interactive_run,
     reference_time,
+    tests_against_best_static,
 )
 from ._bounds import gap_vs_steps, gaussian_model_task, loglog_slope, measured_gaussian_frontier, oracle_gap_vs_steps
 from ._overview import QUICK_CORRUPTIONS, erm_overview
@@ -40,5 +41,6 @@ __all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTI
            "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance", "class_balance_reading",
            "SELECTOR_VERSION",
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
+           "tests_against_best_static",
            "interactive_run", "gap_vs_steps", "oracle_gap_vs_steps", "loglog_slope", "gaussian_model_task",
            "measured_gaussian_frontier"]

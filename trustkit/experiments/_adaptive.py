@@ -381,6 +381,43 @@ def adaptive_comparison(
     return df
 
 
+def tests_against_best_static(df: pd.DataFrame, *, by: Sequence[str] = ("regime",),
+                              metrics: Sequence[str] = ("dp_gap", "eo_gap", "robust_accuracy", "error"),
+                              ) -> tuple[pd.DataFrame, list[str]]:
+    """Each adaptive method against the best static baseline of its group, by paired t-tests over seeds.
+
+    The best static baseline of a group (a regime, or a (dataset, regime)) is the static method with
+    the best mean validation score (:func:`trustkit.stats.best_baseline`). Returns the tests (one row per
+    (group, metric, method), as :func:`trustkit.stats.paired_ttest` gives them, with the group's
+    columns in front) and one sentence per group that could not be compared — where no static run
+    has a validation score, because its budget held no epoch.
+    """
+    from ..stats import best_baseline, paired_ttest
+
+    by = list(by)
+    rows, skipped = [], []
+    for key, g in df.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k} {v}" for k, v in zip(by, key))
+        statics = [m for m in STATIC_METHODS if m in set(g["method"])]
+        adaptive = [m for m in dict.fromkeys(g["method"]) if m not in STATIC_METHODS]
+        try:
+            best = best_baseline(g, methods=statics).iloc[0]["method"]
+        except ValueError as e:
+            budget = g["budget_s"].dropna() if "budget_s" in g else pd.Series(dtype=float)
+            skipped.append(f"{label}: no comparison: {e}"
+                           + (f" (time budget {budget.iloc[0]:.3g} s)" if len(budget) else ""))
+            continue
+        for metric in metrics:
+            if metric not in g or g[metric].isna().all():
+                continue
+            t = paired_ttest(g, metric=metric, baseline=best, methods=adaptive)
+            for k, v in reversed(list(zip(by, key))):
+                t.insert(0, k, v)
+            rows.append(t)
+    return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), skipped
+
+
 def interactive_run(dataset: str = "compas", *, lam_fair: float = 1.0, lam_rob: float = 1.0, time_budget_s: float | None = 2.0,
                     attack: str = "pgd", seed: int = 0, quick: bool = True, loader: Mapping | None = None) -> dict:
     """One run with fixed λ_f, λ_r and a time budget (the notebook's panel); returns the summary row."""
