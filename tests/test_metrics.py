@@ -348,9 +348,10 @@ def test_metric_needing_binary_or_sensitive_is_refused():
 def test_compute_metrics_agrees_with_direct_calls():
     y, p, yhat, a = _binary_case(11)
     probs = np.stack([1 - p, p], axis=1)
-    out = tm.compute_metrics(["accuracy", "auc", "dp_gap", "eo_gap_mean", "positive_rate"], y, probs, a)
+    out = tm.compute_metrics(["accuracy", "error", "auc", "dp_gap", "eo_gap_mean", "positive_rate"], y, probs, a)
     pred = probs.argmax(1)
     assert out["accuracy"] == tm.accuracy(y, pred)
+    assert out["error"] == pytest.approx(1.0 - skm.accuracy_score(y, pred))
     assert out["auc"] == pytest.approx(skm.roc_auc_score(y, p))
     assert out["dp_gap"] == pytest.approx(demographic_parity_difference(y, pred, sensitive_features=a))
     assert out["positive_rate"] == pytest.approx(pred.mean())
