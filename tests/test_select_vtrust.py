@@ -370,6 +370,57 @@ def test_cf_gap_and_data_map():
     np.testing.assert_allclose(dm["distinctiveness"][0], torch.cdist(f[:1], f).sum().item() / 299, rtol=1e-4)
 
 
+def test_cf_gap_is_the_change_when_only_the_sensitive_columns_swap():
+    from trustkit.data import load_compas
+    from trustkit.select import cf_gap
+    from trustkit.select._explain import _sensitive_columns
+
+    task = load_compas(seed=0, sensitive_as_feature=True)
+    c0, c1 = _sensitive_columns(task)
+    X = task.train.X[:200]
+    d = X.shape[1]
+    blind = torch.nn.Linear(d, 2)
+    with torch.no_grad():
+        blind.weight[:, [c0, c1]] = 0.0
+    np.testing.assert_allclose(cf_gap(blind, task, X), 0.0, atol=1e-6)  # the attribute is ignored: no gap
+    # a model that reads only the attribute: logit of class 1 = 2 on group column c1, 0 on c0
+    only = torch.nn.Linear(d, 2)
+    with torch.no_grad():
+        only.weight.zero_(); only.bias.zero_()
+        only.weight[1, c1] = 2.0
+    p_c1, p_c0 = 1 / (1 + np.exp(-2.0)), 0.5
+    np.testing.assert_allclose(cf_gap(only, task, X), abs(p_c1 - p_c0), rtol=1e-5)
+
+
+def test_feature_rank_is_the_smaller_of_the_two_ranks(german):
+    from trustkit.select import feature_rank, make_value_function
+    from trustkit.select._vtrust import make_model_probe
+
+    few = german.replace(val=german.val.replace(**{k: getattr(german.val, k)[:20] for k in ("X", "y", "a", "index")}))
+    value = make_value_function(few, "accuracy", seed=0)
+    ranks = feature_rank(make_model_probe(few, "mlp", 0), few, value, seed=0)
+    assert ranks["value_rank"] <= 20 < ranks["gradient_rank"]
+    assert ranks["rank"] == min(ranks["gradient_rank"], ranks["value_rank"]) == ranks["value_rank"]
+
+
+def test_ssfr_label_sizes_use_the_largest_remainders():
+    from trustkit.select._ssfr import _SelectedCrossEntropy, label_sizes
+
+    assert label_sizes([1, 3], 2).tolist() == [1, 1]  # remainders .5 and .5: the first one rounds up
+    assert label_sizes([2017, 1685], 2221).tolist() == [1210, 1011]
+    assert label_sizes([1, 1, 2], 3).sum() == 3
+    # the training term is the mean cross-entropy over the selected rows of the batch
+    term = _SelectedCrossEntropy(4)
+    term.mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    from trustkit.train import Batch
+
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    got = term(None, Batch(x=torch.zeros(4, 1), y=y, a=None, idx=torch.arange(4)), logits)
+    assert float(got) == pytest.approx(float((ce[0] + ce[2]) / 2))
+
+
 # --- augmentation pools -------------------------------------------------------------------------
 
 def test_counts_sum_and_proportions():
