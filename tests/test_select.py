@@ -557,3 +557,22 @@ def test_saug_sampling_numbers_and_rounds_on_a_planted_matrix(monkeypatch):
     np.testing.assert_allclose([h["mean_robust_acc"] for h in res.history], np.mean(ra_rounds[:3], axis=1))
     assert all(h[f"n[{c}]"] == counts[c] for h, counts in zip(res.history, rounds) for c in corr)
     assert res.counts == rounds[1]  # the pool of the best mean robust accuracy
+
+
+class _ConstantClass(torch.nn.Module):
+    """Predicts class 3 for every image (its lowest logit is class 7)."""
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 10)
+        logits[:, 3], logits[:, 7] = 5.0, -5.0
+        return logits
+
+
+def test_robust_accuracies_score_the_predicted_class(digits_task):
+    from trustkit.select import robust_accuracies
+
+    small = digits_task.replace(val=digits_task.val.replace(**{k: getattr(digits_task.val, k)[:40]
+                                                               for k in ("X", "y", "index")}))
+    out = robust_accuracies(_ConstantClass(), small, ["gaussian_noise", "contrast"], severities=(1, 5))
+    expected = float((small.val.y == 3).mean())
+    assert expected > 0 and out == pytest.approx({"gaussian_noise": expected, "contrast": expected})
