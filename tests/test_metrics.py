@@ -401,3 +401,82 @@ def test_ece_accepts_the_boundaries_of_the_range():
     # confidences of exactly 0 or 1 are valid probabilities; a confident right answer has ECE 0
     assert tm.expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
     assert tm.expected_calibration_error([1, 0], [0.0, 1.0]) == 1.0
+
+
+# -- device ------------------------------------------------------------------------------------
+
+def _linear_case(seed=0, n=70, d=5):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(d, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    X = torch.randn(n, d, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    return model, X, y
+
+
+def test_predict_logits_runs_on_the_models_device_and_returns_cpu_logits():
+    model, X, _ = _linear_case()
+    with torch.no_grad():
+        expected = model(X)
+    for device in (None, "cpu", torch.device("cpu")):
+        out = tm.predict_logits(model, X, batch_size=16, device=device)
+        assert out.device == torch.device("cpu") and not out.requires_grad
+        assert torch.equal(out, expected)
+    assert torch.equal(tm.predict_logits(model, X.numpy(), batch_size=16), expected)
+    # a model without parameters runs on the CPU
+    assert torch.equal(tm.predict_logits(torch.nn.Flatten(), X), X)
+
+
+def test_predict_logits_refuses_an_unavailable_or_foreign_device(monkeypatch):
+    model, X, _ = _linear_case()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device='cuda' is not available on this machine.*allowed here: 'cpu', 'auto'"):
+        tm.predict_logits(model, X, device="cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        tm.evaluate(model, _split(X), device="gpu")
+    # torch says CUDA is there (no GPU is touched): the model is still on the CPU, so it is refused
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match=r"device='cuda' but the model's parameters are on 'cpu'; move the model"):
+        tm.predict_logits(model, X, device="cuda")
+    with pytest.raises(ValueError, match="the model's parameters are on 'cpu'"):
+        tm.adversarial_accuracy(model, X, torch.zeros(len(X), dtype=torch.long), 0.1, device="cuda")
+
+
+def _split(X):
+    from types import SimpleNamespace
+
+    n = len(X)
+    return SimpleNamespace(X=X.numpy(), y=np.arange(n) % 2, a=(np.arange(n) // 2) % 2)
+
+
+def test_evaluate_passes_the_device_through():
+    model, X, _ = _linear_case(1)
+    split = _split(X)
+    assert tm.evaluate(model, split, device="cpu") == tm.evaluate(model, split)
+
+
+def test_attacks_with_a_device_match_the_default_and_stay_on_the_inputs_device():
+    model, X, y = _linear_case(2)
+    mask = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0])
+    for attack in ("fgsm", "pgd"):
+        a = tm.adversarial_accuracy(model, X, y, 0.3, attack=attack, steps=3, bounds=None, mask=mask, batch_size=32)
+        b = tm.adversarial_accuracy(model, X.numpy(), y.numpy(), 0.3, attack=attack, steps=3, bounds=None,
+                                    mask=mask, batch_size=32, device="cpu")
+        assert a == b
+    xa = tm.pgd(model, X, y, 0.3, steps=2, bounds=None, mask=mask, generator=torch.Generator().manual_seed(0))
+    assert xa.device == X.device and torch.equal(xa[:, [2, 4]], X[:, [2, 4]])
+    assert (xa - X).abs().max() <= 0.3 + 1e-6
+
+
+def test_pgd_random_start_comes_from_the_generator():
+    model, X, y = _linear_case(3)
+    eps = 0.2
+
+    def start(gen):  # one zero-size step leaves the random start
+        return tm.pgd(model, X, y, eps, steps=1, step_size=1e-30, bounds=None, generator=gen)
+
+    g = torch.Generator().manual_seed(5)
+    expected = X + eps * (torch.rand(X.shape, generator=g) * 2 - 1)
+    assert torch.allclose(start(torch.Generator().manual_seed(5)), expected, atol=1e-6)
+    assert torch.equal(start(torch.Generator().manual_seed(5)), start(torch.Generator().manual_seed(5)))
+    assert not torch.equal(start(torch.Generator().manual_seed(5)), start(torch.Generator().manual_seed(6)))

@@ -6,9 +6,10 @@ import time
 import pytest
 import torch
 
+from trustkit._validation import resolve_device
 from trustkit.budget import Budget
 from trustkit.data import load_german
-from trustkit.train import Callback, CrossEntropy, RobustEval, Trainer
+from trustkit.train import AdversarialLoss, Callback, CrossEntropy, FairnessPenalty, RobustEval, Trainer
 
 VOLATILE = {"time_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "peak_rss_mb", "term_time_s", "callback_s",
             "excluded_s", "max_step_s", "report_s", "wall_s"}
@@ -245,3 +246,99 @@ def test_estimated_memory_grows_with_batch_size_and_is_deterministic(digits_task
     with pytest.raises(ValueError, match="lower batch_size"):
         Trainer(model="cnn", epochs=1, batch_size=256, progress=False,
                 budget=Budget(memory_mb=small.usage["est_memory_mb"] * 1.01)).fit(digits_task)
+
+
+# -- device ------------------------------------------------------------------------------------
+
+
+def _no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("device", [None, "cpu", torch.device("cpu"), "auto"])
+def test_resolve_device_accepts_the_cpu_and_auto(monkeypatch, device):
+    _no_cuda(monkeypatch)
+    assert resolve_device(device) == torch.device("cpu")
+
+
+def test_resolve_device_picks_and_accepts_cuda_when_torch_reports_it(monkeypatch):
+    # only torch.cuda.is_available is patched: resolving a name touches no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device(torch.device("cuda")) == torch.device("cuda")
+    assert Trainer(device="cuda", progress=False).device == torch.device("cuda")
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
+def test_resolve_device_refuses_cuda_when_unavailable(monkeypatch, device):
+    _no_cuda(monkeypatch)
+    pattern = (r"device='cuda(:0)?' is not available on this machine \(torch.cuda.is_available\(\) is False\); "
+               r"allowed here: 'cpu', 'auto'")
+    with pytest.raises(ValueError, match=pattern):
+        resolve_device(device)
+    with pytest.raises(ValueError, match=pattern):
+        Trainer(device=device, progress=False)
+
+
+@pytest.mark.parametrize(
+    "device, error, pattern",
+    [
+        ("gpu", ValueError, r"unknown device 'gpu'; allowed: \['auto', 'cpu', 'cuda', 'cuda:N', 'mps'\].*'cuda'"),
+        ("cuda:x", ValueError, "unknown device 'cuda:x'; allowed"),
+        (torch.device("meta"), ValueError, "device type 'meta' is not supported; allowed"),
+        (0, TypeError, r"device must be None, a string \('auto', 'cpu', 'cuda', 'cuda:N', 'mps'\) or a torch.device; got 0"),
+    ],
+)
+def test_resolve_device_refuses_what_is_not_a_device(device, error, pattern):
+    with pytest.raises(error, match=pattern):
+        resolve_device(device)
+    with pytest.raises(error, match=pattern):
+        Trainer(device=device, progress=False)
+
+
+class _WhereAmI(Callback):
+    """Records the device of the model, the optimiser's parameters and every training batch; tries an epoch."""
+
+    def __init__(self):
+        self.devices, self.same_params, self.trial = set(), [], None
+
+    def on_step_end(self, state, batch, parts):
+        self.devices |= {p.device for p in state.model.parameters()}
+        self.devices |= {t.device for t in (batch.x, batch.y, batch.a, batch.idx)}
+        opt = [p for g in state.optimizer.param_groups for p in g["params"]]
+        self.same_params.append(all(p is q for p, q in zip(opt, state.model.parameters())))
+
+    def on_epoch_end(self, state, record):
+        if self.trial is None:
+            self.trial = state.trial_epoch({"ce": 1.0, "fair": 0.0, "rob": 1.0})
+
+
+def test_device_cpu_is_bit_identical_to_the_default_and_keeps_everything_there(german):
+    def run(**kw):
+        terms = [CrossEntropy(), FairnessPenalty(surrogate="dp"), AdversarialLoss.for_task(german, eps=0.1, steps=2)]
+        cb = _WhereAmI()
+        trainer = Trainer(terms=terms, weights={"fair": 0.5, "rob": 0.5}, epochs=2, seed=3, progress=False,
+                          robust_eval=RobustEval(eps=0.1, val_steps=2, val_n=64, test_steps=2), callbacks=[cb], **kw)
+        return trainer, trainer.fit(german), cb
+
+    t_default, r_default, cb_default = run()
+    t_cpu, r_cpu, cb_cpu = run(device="cpu")
+    assert _strip(r_cpu.to_dict()) == _strip(r_default.to_dict())
+    assert r_cpu.config["device"] == r_default.config["device"] == "cpu"
+    assert cb_cpu.trial == cb_default.trial and "accuracy" in cb_cpu.trial
+    for p, q in zip(t_cpu.model_.parameters(), t_default.model_.parameters()):
+        assert torch.equal(p, q)
+    for cb in (cb_cpu, cb_default):
+        assert cb.devices == {torch.device("cpu")}
+        assert cb.same_params and all(cb.same_params)
+    assert {p.device for p in t_cpu.model_.parameters()} == {torch.device("cpu")}
+
+
+def test_device_auto_without_cuda_trains_on_the_cpu(german, monkeypatch):
+    _no_cuda(monkeypatch)
+    kw = {"epochs": 1, "seed": 1, "progress": False}
+    auto = Trainer(device="auto", **kw).fit(german)
+    plain = Trainer(**kw).fit(german)
+    assert auto.config["device"] == "cpu"
+    assert _strip(auto.to_dict()) == _strip(plain.to_dict())

@@ -7,10 +7,14 @@ says what is allowed, so a person sees what to fix instead of a traceback from d
 from __future__ import annotations
 
 import difflib
+import re
 from numbers import Integral, Real
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "check_positive",
@@ -20,6 +24,7 @@ __all__ = [
     "check_finite",
     "check_same_length",
     "check_int",
+    "resolve_device",
 ]
 
 
@@ -101,3 +106,77 @@ def check_same_length(**arrays) -> int:
     if len(set(lengths.values())) > 1:
         raise ValueError(f"inputs must have the same length; got {lengths}")
     return next(iter(lengths.values()), 0)
+
+
+_DEVICE_KINDS = ("cpu", "cuda", "mps")
+_DEVICE_RE = re.compile(r"(cpu|cuda|mps)(?::(\d+))?")
+_DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def _available_devices() -> list[str]:
+    import torch
+
+    out = ["cpu", "auto"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def resolve_device(device) -> torch.device:
+    """Return ``device`` as a ``torch.device`` that exists on this machine.
+
+    Parameters
+    ----------
+    device : None, str or torch.device
+        ``None`` or ``"cpu"``; ``"cuda"`` or ``"cuda:N"``; ``"mps"``; ``"auto"`` (CUDA when
+        ``torch.cuda.is_available()``, else the CPU); or a ``torch.device`` of one of those types.
+
+    Raises
+    ------
+    ValueError
+        If the device is unknown, or not available here (the message lists what is).
+    TypeError
+        If ``device`` is neither None, a string nor a ``torch.device``.
+
+    Examples
+    --------
+    >>> resolve_device("cpu"), resolve_device(None)
+    (device(type='cpu'), device(type='cpu'))
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, str):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        m = _DEVICE_RE.fullmatch(device)
+        if m is None:
+            hint = " Did you mean 'cuda'?" if device.strip().lower() in ("gpu", "cuda") else _suggest(device, _DEVICE_FORMS)
+            raise ValueError(f"unknown device {device!r}; allowed: {list(_DEVICE_FORMS)} "
+                             f"or a torch.device.{hint}")
+        dev = torch.device(device)
+    elif isinstance(device, torch.device):
+        if device.type not in _DEVICE_KINDS:
+            raise ValueError(f"device type {device.type!r} is not supported; allowed: {list(_DEVICE_FORMS)}")
+        dev = device
+    else:
+        raise TypeError(f"device must be None, a string ({', '.join(map(repr, _DEVICE_FORMS))}) or a "
+                        f"torch.device; got {device!r} ({type(device).__name__})")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            reason = "torch.cuda.is_available() is False"
+        elif dev.index is not None and dev.index >= torch.cuda.device_count():
+            reason = f"torch.cuda.device_count() is {torch.cuda.device_count()}"
+        else:
+            reason = None
+    elif dev.type == "mps":
+        reason = None if torch.backends.mps.is_available() else "torch.backends.mps.is_available() is False"
+    else:
+        reason = None
+    if reason is not None:
+        allowed = ", ".join(repr(d) for d in _available_devices())
+        raise ValueError(f"device={str(dev)!r} is not available on this machine ({reason}); allowed here: {allowed}")
+    return dev

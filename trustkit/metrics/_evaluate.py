@@ -84,11 +84,15 @@ def compute_metrics(names: Sequence[str], y, probs, a=None) -> dict[str, float]:
     return {n: METRICS[n].fn(y, probs, pred, a) for n in names}
 
 
-def evaluate(model: torch.nn.Module, split, *, metrics: Sequence[str] | None = None, batch_size: int = 2048) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, split, *, metrics: Sequence[str] | None = None, batch_size: int = 2048,
+             device=None) -> dict[str, float]:
     """Evaluate ``model`` on a :class:`~trustkit.data.Split` with named metrics.
 
     By default: accuracy, balanced accuracy, ECE, and for binary tasks AUC, F1, positive rate,
     and (with a sensitive attribute) the DP, EO (worst case and mean) and equal-opportunity gaps.
+
+    The forward passes run on ``device`` (``None``: the device of the model's parameters, see
+    :func:`~trustkit.metrics.predict_logits`); the metrics are computed on the CPU.
 
     Examples
     --------
@@ -100,7 +104,7 @@ def evaluate(model: torch.nn.Module, split, *, metrics: Sequence[str] | None = N
     >>> sorted(evaluate(model, task.test, metrics=["accuracy", "dp_gap"]))
     ['accuracy', 'dp_gap']
     """
-    logits = predict_logits(model, split.X, batch_size=batch_size)
+    logits = predict_logits(model, split.X, batch_size=batch_size, device=device)
     probs = torch.softmax(logits.double(), dim=1)
     if metrics is None:
         metrics = default_metrics(n_classes=probs.shape[1], has_sensitive=split.a is not None)

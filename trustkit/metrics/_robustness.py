@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_int, check_positive
+from .._validation import check_int, check_positive, resolve_device
 
 __all__ = [
     "predict_logits",
@@ -48,14 +48,55 @@ def attack_geometry(task) -> tuple[tuple[float, float] | None, torch.Tensor | No
     return None, mask
 
 
+def _model_device(model: torch.nn.Module, default=None) -> torch.device:
+    """The device of the model's first parameter (else first buffer); ``default`` (else the CPU)
+    for a model with neither."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu") if default is None else default
+
+
+def _run_device(model: torch.nn.Module, device) -> torch.device:
+    """``device`` checked against the model's device, or the model's device when ``device`` is None."""
+    on = _model_device(model)
+    if device is None:
+        return on
+    dev = resolve_device(device)
+    has_state = any(True for _ in model.parameters()) or any(True for _ in model.buffers())
+    if has_state and (dev.type != on.type or (dev.index is not None and on.index is not None and dev.index != on.index)):
+        raise ValueError(f"device={str(dev)!r} but the model's parameters are on {str(on)!r}; move the model "
+                         "there first (model.to(device)) or leave device=None to use the model's device")
+    return dev
+
+
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, X, *, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` on ``X`` in eval mode, batched; restores the model's mode afterwards."""
+def predict_logits(model: torch.nn.Module, X, *, batch_size: int = 1024, device=None) -> torch.Tensor:
+    """Logits of ``model`` on ``X`` in eval mode, batched; restores the model's mode afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    X : array-like or torch.Tensor
+        Inputs; they may live on the CPU whatever the model's device.
+    batch_size : int
+        Rows per forward pass.
+    device : None, str or torch.device
+        Where the forward passes run; ``None`` (default) uses the device of the model's
+        parameters (the CPU for a model without any). Each batch of ``X`` is moved there in turn.
+
+    Returns
+    -------
+    torch.Tensor
+        The logits ``(n, n_classes)``, on the CPU. No gradient flows through them.
+    """
+    dev = _run_device(model, device)
     was_training = model.training
     model.eval()
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X, dtype=torch.float32)
     try:
-        out = [model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+        out = [model(X[i : i + batch_size].to(dev)).cpu() for i in range(0, len(X), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
@@ -75,7 +116,9 @@ def _input_grad(model, x, y) -> torch.Tensor:
 
 
 def _mask(t: torch.Tensor, mask) -> torch.Tensor:
-    return t if mask is None else t * mask
+    if mask is None:
+        return t
+    return t * (mask.to(t.device) if isinstance(mask, torch.Tensor) else mask)
 
 
 def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, bounds=(0.0, 1.0), mask=None) -> torch.Tensor:
@@ -83,10 +126,13 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
 
     ``bounds`` clamps the result (``None`` for unbounded features). ``mask`` (0/1, broadcastable to
     ``x``) restricts the perturbation to some features, e.g. the numeric columns of a table.
-    The model should be in eval mode.
+    The model should be in eval mode. The attack runs on the model's device (``x`` and ``y`` are
+    moved there); the result is on ``x``'s device.
     """
     check_positive("eps", eps)
-    return _clamp(x + eps * _mask(_input_grad(model, x, y).sign(), mask), bounds).detach()
+    dev = _model_device(model, default=x.device)
+    xd, yd = x.to(dev), y.to(dev)
+    return _clamp(xd + eps * _mask(_input_grad(model, xd, yd).sign(), mask), bounds).detach().to(x.device)
 
 
 def pgd(
@@ -107,22 +153,30 @@ def pgd(
     Starts at a uniform point of the ball (``random_start``), then ``steps`` times
     :math:`x \leftarrow \Pi_{B_\epsilon(x_0)}(x + \alpha\,\mathrm{sign}\nabla_x\ell)` with
     :math:`\alpha` = ``step_size`` (default 2.5·ε/steps). ``mask`` as in :func:`fgsm`.
+
+    The attack runs on the model's device (``x`` and ``y`` are moved there); the result is on
+    ``x``'s device. The random start is drawn from ``generator`` on the generator's own device and
+    then moved, so a seed gives the same start whatever the model's device (on the meta device of
+    a FLOP count the start is drawn there, and the generator is left untouched).
     """
     check_positive("eps", eps)
     check_int("steps", steps, minimum=1)
     alpha = 2.5 * eps / steps if step_size is None else check_positive("step_size", step_size)
-    x0 = x.detach()
+    dev = _model_device(model, default=x.device)
+    x0, y = x.detach().to(dev), y.to(dev)
     if random_start:
-        # the generator is a CPU one; on another device (the meta device of a FLOP count) draw without it
-        gen = generator if x0.device.type == "cpu" else None
-        noise = torch.rand(x0.shape, generator=gen, dtype=x0.dtype, device=x0.device) * 2 - 1
+        if x0.device.type == "meta" or generator is None:
+            noise = torch.rand(x0.shape, dtype=x0.dtype, device=x0.device)
+        else:
+            noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device=generator.device).to(x0.device)
+        noise = noise * 2 - 1
         xa = _clamp(x0 + eps * _mask(noise, mask), bounds)
     else:
         xa = x0.clone()
     for _ in range(steps):
         xa = xa + alpha * _mask(_input_grad(model, xa, y).sign(), mask)
         xa = _clamp(torch.min(torch.max(xa, x0 - eps), x0 + eps), bounds).detach()
-    return xa
+    return xa.to(x.device)
 
 
 def adversarial_accuracy(
@@ -137,8 +191,14 @@ def adversarial_accuracy(
     mask=None,
     batch_size: int = 512,
     seed: int = 0,
+    device=None,
 ) -> float:
     """Accuracy of ``model`` on ``X`` perturbed by an ℓ∞ ``attack`` ("fgsm" or "pgd") of radius ``eps``.
+
+    The attacks run on ``device``: ``None`` (default) is the device of the model's parameters;
+    ``X`` and ``y`` may live on the CPU (each batch is moved there in turn). The random starts come
+    from a CPU generator seeded with ``seed``, so the result does not depend on the device beyond
+    floating-point differences.
 
     Examples
     --------
@@ -153,13 +213,16 @@ def adversarial_accuracy(
         raise ValueError(f"attack must be 'fgsm' or 'pgd'; got {attack!r}")
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X, dtype=torch.float32)
     y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y, dtype=torch.long)
+    dev = _run_device(model, device)
+    if isinstance(mask, torch.Tensor):
+        mask = mask.to(dev)
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     correct = 0
     try:
         for i in range(0, len(X), batch_size):
-            xb, yb = X[i : i + batch_size], y[i : i + batch_size]
+            xb, yb = X[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)
             if attack == "fgsm":
                 xa = fgsm(model, xb, yb, eps, bounds=bounds, mask=mask)
             else:

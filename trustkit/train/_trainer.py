@@ -22,7 +22,8 @@ How the budget is honoured
 * ``memory_mb`` is checked before training against the estimated footprint of a step (parameters,
   gradients, optimiser state, and the activations autograd saves, counted on the meta device), and
   after each step against the measured peak RSS increase over the run's start; the run stops at the
-  first step over the cap and the record flags it.
+  first step over the cap and the record flags it. RSS is host memory: on a GPU (``device="cuda"``)
+  the measured side counts host memory only, not the accelerator's.
 
 Every record says what was used, what fraction of each limit that is, and what stopped the run.
 ``usage`` holds the budgeted time (``time_s``), the whole wall time of :meth:`Trainer.fit` from call
@@ -61,7 +62,7 @@ import torch
 # cost of the process, not of a run. Importing it with the trainer keeps it out of every budget.
 import torch._dynamo  # noqa: F401
 
-from .._validation import _suggest, check_int, check_positive
+from .._validation import _suggest, check_int, check_positive, resolve_device
 from ..budget import Budget, Meter, StepCost, count_params, meta_copy, step_cost
 from ..data import Task
 from ..metrics import (
@@ -123,7 +124,10 @@ class RobustEval:
         check_int("test_steps", self.test_steps, minimum=1)
 
     def measure(self, model, task: Task, split: str, *, seed: int = 0, n: int | None = None) -> float:
-        """PGD accuracy on ``split`` (validation: its first ``val_n`` points; ``n`` caps the count further)."""
+        """PGD accuracy on ``split`` (validation: its first ``val_n`` points; ``n`` caps the count further).
+
+        The attack runs on the device of the model's parameters.
+        """
         s = task.split(split)
         X, y = (s.X[: self.val_n], s.y[: self.val_n]) if split == "val" else (s.X, s.y)
         if n is not None:
@@ -281,8 +285,9 @@ class _Batches:
     drawing a new permutation when a pass ends (schedulers then decide every k steps).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch_steps: int | None):
+    def __init__(self, n: int, batch_size: int, seed: int, epoch_steps: int | None, device=None):
         self.n, self.bs, self.epoch_steps = n, batch_size, epoch_steps
+        self.device = torch.device("cpu") if device is None else device
         self.gen = torch.Generator().manual_seed(seed)
         self.perm: torch.Tensor | None = None
         self.cursor = 0
@@ -297,13 +302,14 @@ class _Batches:
 
     def next(self) -> torch.Tensor:
         if self.perm is None or self.cursor >= self.n:
-            self.perm, self.cursor = torch.randperm(self.n, generator=self.gen), 0
+            # drawn on the CPU (the same order on every device), moved once per pass
+            self.perm, self.cursor = torch.randperm(self.n, generator=self.gen).to(self.device), 0
         idx = self.perm[self.cursor : self.cursor + self.bs]
         self.cursor += self.bs
         return idx
 
     def clone(self) -> "_Batches":
-        c = _Batches(self.n, self.bs, 0, self.epoch_steps)
+        c = _Batches(self.n, self.bs, 0, self.epoch_steps, self.device)
         c.gen.set_state(self.gen.get_state())
         c.perm, c.cursor = self.perm, self.cursor
         return c
@@ -341,6 +347,12 @@ class Trainer:
         schedulers that target robustness need it.
     progress : bool
         Show a tqdm bar over epochs.
+    device : {"cpu", "cuda", "cuda:N", "mps", "auto"} or torch.device
+        Where training and evaluation run (default ``"cpu"``; ``"auto"`` is CUDA when available,
+        else the CPU). The model and the training split are moved there once before the first step;
+        validation and the test report run there too, and ``model_`` stays there. A device this
+        machine lacks is a ``ValueError`` listing the ones it has. FLOPs are still counted on the
+        meta device, and ``Budget.memory_mb`` is checked against host memory (RSS) only.
 
     Examples
     --------
@@ -372,6 +384,7 @@ class Trainer:
         model_kwargs: Mapping | None = None,
         robust_eval: RobustEval | None = None,
         progress: bool = True,
+        device="cpu",
     ):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {list(OPTIMIZERS)}.{_suggest(optimizer, OPTIMIZERS)}")
@@ -412,6 +425,7 @@ class Trainer:
             raise TypeError(f"robust_eval must be a trustkit.train.RobustEval; got {type(robust_eval).__name__}")
         self.robust_eval = robust_eval
         self.progress = progress
+        self.device = resolve_device(device)
 
     # -- building blocks -------------------------------------------------------------------
     def config(self, task: Task) -> dict:
@@ -433,6 +447,7 @@ class Trainer:
             "sensitive": task.sensitive,
             "callbacks": [repr(c) if type(c).__repr__ is not object.__repr__ else type(c).__name__ for c in self.callbacks],
             "robust_eval": None if self.robust_eval is None else dataclasses.asdict(self.robust_eval),
+            "device": str(self.device),
         }
 
     def build_model(self, task: Task) -> torch.nn.Module:
@@ -575,7 +590,8 @@ class Trainer:
 
     def _run(self, task: Task, metrics: tuple[str, ...], meter: Meter) -> RunRecord:
         budget = self.budget
-        model = self.build_model(task)
+        device = self.device
+        model = self.build_model(task).to(device)
         n_params = count_params(model)
         if budget.max_params is not None and n_params > budget.max_params:
             raise ValueError(
@@ -591,11 +607,12 @@ class Trainer:
                 t.bind(task)
             if hasattr(t, "reset"):
                 t.reset(self.seed)
-        X = torch.as_tensor(task.train.X)
-        y = torch.as_tensor(task.train.y)
-        a = None if task.train.a is None else torch.as_tensor(task.train.a)
+        # the training split moves to the device once; every batch is then a slice there
+        X = torch.as_tensor(task.train.X).to(device)
+        y = torch.as_tensor(task.train.y).to(device)
+        a = None if task.train.a is None else torch.as_tensor(task.train.a).to(device)
         n = len(y)
-        batches = _Batches(n, self.batch_size, self.seed, self.epoch_steps)
+        batches = _Batches(n, self.batch_size, self.seed, self.epoch_steps, device)
         steps_per_epoch = batches.steps
         meter.params = n_params
         flops_cache: dict = {}
@@ -631,7 +648,7 @@ class Trainer:
         # (with every term on: a scheduler may switch any of them on later)
         n_state = {"adam": 4, "adamw": 4, "sgd": 3}[self.optimizer]
         static_mb = n_state * 4 * n_params / (1024 * 1024)
-        first = torch.arange(min(self.batch_size, n))
+        first = torch.arange(min(self.batch_size, n), device=device)
         t_probe = time.perf_counter()
         probe = self._step_cost(model, batch_at(first), {k: 1.0 for k in self.weights}, flops_cache)
         dry_run_s = time.perf_counter() - t_probe  # what counting a new kind of step costs
