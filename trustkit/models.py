@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validation import _suggest, check_int
+from ._validation import _suggest, check_choice, check_int
 
-__all__ = ["MLP", "SmallCNN", "ResNet18", "MODELS", "make_model"]
+__all__ = ["MLP", "SmallCNN", "ResNet18", "MODELS", "make_model", "capped_kwargs"]
 
 
 class _FeatureHead(nn.Module):
@@ -28,21 +28,28 @@ class MLP(_FeatureHead):
     """Two-layer perceptron ``Linear(d, hidden) → ReLU → Linear(hidden, n_classes)``.
 
     This is the "2-layer neural network" VTruST (Das et al. 2024) uses for all tabular data; the
-    paper does not give the width, so ``hidden`` defaults to 64.
+    paper does not give the width, so ``hidden`` defaults to 64. ``depth`` stacks that many hidden
+    layers of width ``hidden`` (default 1).
 
     >>> import torch
     >>> MLP(in_features=10, n_classes=2)(torch.zeros(3, 10)).shape
     torch.Size([3, 2])
     """
 
-    def __init__(self, *, in_features: int, n_classes: int = 2, hidden: int = 64, dropout: float = 0.0):
+    def __init__(self, *, in_features: int, n_classes: int = 2, hidden: int = 64, dropout: float = 0.0,
+                 depth: int = 1):
         super().__init__()
         check_int("in_features", in_features, minimum=1)
         check_int("n_classes", n_classes, minimum=2)
         check_int("hidden", hidden, minimum=1)
-        layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.ReLU()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
+        check_int("depth", depth, minimum=1, maximum=16)
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = hidden
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(hidden, n_classes)
 
@@ -94,10 +101,72 @@ class ResNet18(_FeatureHead):
 MODELS = {"mlp": MLP, "cnn": SmallCNN, "resnet18": ResNet18}
 
 
-def make_model(name: str, *, input_shape: tuple[int, ...], n_classes: int, seed: int = 0, **kwargs) -> nn.Module:
+#: the size knob of each family that a parameter cap shrinks, with the knobs that scale with it
+_WIDTH = {"mlp": ("hidden", 64, {}), "cnn": ("width", 16, {"hidden": 8})}
+
+
+def _kwargs(name: str, input_shape: tuple[int, ...], kwargs: dict) -> dict:
+    if name == "mlp":
+        if len(input_shape) != 1:
+            raise ValueError(f"model 'mlp' needs flat inputs (d,); got input shape {input_shape}; use 'cnn' for images")
+        return {"in_features": input_shape[0], **kwargs}
+    if len(input_shape) != 3:
+        raise ValueError(f"model {name!r} needs image inputs (C, H, W); got input shape {input_shape}")
+    return {"in_channels": input_shape[0], **kwargs}
+
+
+def _n_params(name: str, n_classes: int, kwargs: dict) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in MODELS[name](n_classes=n_classes, **kwargs).parameters())
+
+
+def capped_kwargs(name: str, *, input_shape: tuple[int, ...], n_classes: int, max_params: int, **kwargs) -> dict:
+    """The model arguments of the widest model of the family, up to the one asked, within ``max_params``.
+
+    The family's width knob (``hidden`` for the MLP; ``width`` for the CNN, whose ``hidden`` layer
+    scales with it, 8 units per channel) is lowered until the parameter count fits; the depth is
+    kept (``depth=`` for the MLP). A cap that not even width 1 fits raises a ValueError naming the
+    smallest size the family reaches.
+
+    >>> capped_kwargs("mlp", input_shape=(100,), n_classes=2, max_params=2000)
+    {'hidden': 19}
+    """
+    check_choice("model", name, MODELS)
+    check_int("max_params", max_params, minimum=1)
+    if name not in _WIDTH:
+        raise ValueError(f"model {name!r} has a fixed size; a parameter cap needs a family with a width knob: "
+                         f"{sorted(_WIDTH)}")
+    knob, default, scaled = _WIDTH[name]
+    full = _kwargs(name, tuple(input_shape), kwargs)
+    top = check_int(knob, full.get(knob, default), minimum=1)
+    base = {k: full.get(k, default * f) for k, f in scaled.items()}
+
+    def at(w: int) -> dict:
+        out = {**kwargs, knob: w}
+        for k, f in scaled.items():
+            out[k] = max(1, round(base[k] * w / top))
+        return out
+
+    lo, hi = 1, top
+    if _n_params(name, n_classes, _kwargs(name, tuple(input_shape), at(1))) > max_params:
+        smallest = _n_params(name, n_classes, _kwargs(name, tuple(input_shape), at(1)))
+        raise ValueError(f"max_params={max_params:,} is below the smallest {name!r} for this task ({knob}=1: "
+                         f"{smallest:,} parameters); raise the cap or choose a smaller family")
+    while lo < hi:  # the largest width that fits (parameters grow with width)
+        mid = (lo + hi + 1) // 2
+        if _n_params(name, n_classes, _kwargs(name, tuple(input_shape), at(mid))) <= max_params:
+            lo = mid
+        else:
+            hi = mid - 1
+    return at(lo)
+
+
+def make_model(name: str, *, input_shape: tuple[int, ...], n_classes: int, seed: int = 0,
+               max_params: int | None = None, **kwargs) -> nn.Module:
     """Build a model by name (``"mlp"``, ``"cnn"``, ``"resnet18"``) with weights drawn from ``seed``.
 
-    The global torch random state is left untouched.
+    ``max_params`` caps the size: the width is lowered to the largest that fits (see
+    :func:`capped_kwargs`). The global torch random state is left untouched.
 
     Examples
     --------
@@ -106,19 +175,16 @@ def make_model(name: str, *, input_shape: tuple[int, ...], n_classes: int, seed:
     >>> b = make_model("mlp", input_shape=(5,), n_classes=2, seed=3)
     >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     True
+    >>> sum(p.numel() for p in make_model("mlp", input_shape=(100,), n_classes=2, max_params=5000).parameters()) <= 5000
+    True
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {sorted(MODELS)}.{_suggest(name, MODELS)}")
     check_int("seed", seed, minimum=0)
     input_shape = tuple(input_shape)
-    if name == "mlp":
-        if len(input_shape) != 1:
-            raise ValueError(f"model 'mlp' needs flat inputs (d,); got input shape {input_shape}; use 'cnn' for images")
-        kwargs = {"in_features": input_shape[0], **kwargs}
-    else:
-        if len(input_shape) != 3:
-            raise ValueError(f"model {name!r} needs image inputs (C, H, W); got input shape {input_shape}")
-        kwargs = {"in_channels": input_shape[0], **kwargs}
+    if max_params is not None:
+        kwargs = capped_kwargs(name, input_shape=input_shape, n_classes=n_classes, max_params=max_params, **kwargs)
+    kwargs = _kwargs(name, input_shape, kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS[name](n_classes=n_classes, **kwargs)
