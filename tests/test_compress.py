@@ -362,3 +362,17 @@ def test_constrained_finetune_lifts_the_group_compression_hurt_most():
     assert cons.settings["mitigation"] == "group_drop_constraint" and cons.after["params"] == pruned.after["params"]
     with pytest.raises(ValueError, match="sensitive"):
         constrained_finetune(dense, pruned, task.replace(train=task.train.replace(a=None), sensitive=None), epochs=1)
+
+
+def test_compressed_profile_measures_a_quantised_model_like_a_trained_one(trained_compas, compas_task):
+    q = quantize(trained_compas, scheme="int8_dynamic", backend="torch.ao")
+    from trustkit.compress import compressed_profile
+    from trustkit.metrics import evaluate
+
+    row = compressed_profile(q, trained_compas, compas_task, max_attack=300, pgd_steps=3, batch_sizes=(1,),
+                             min_run_time=0.01)
+    assert row["accuracy"] == evaluate(q.model, compas_task.test)["accuracy"]
+    assert row["attack"] == "transfer" and 0 <= row["pgd@0.1"] <= row["accuracy"] + 0.05
+    assert row["impact_agreement"] > 0.9 and "acc_change[African-American]" in row
+    assert len(row["exemplars"]) == row["impact_n_exemplars"] and row["bytes_after"] < row["bytes_before"]
+    assert row["latency_ms@1"] > 0 and row["method"] == "quantize"

@@ -7,7 +7,8 @@
   and :func:`distill`;
 * fine-tuning: :func:`finetune` (keeps a pruned model's zeros) and :func:`constrained_finetune`
   (each group's accuracy drop bounded, through cooper's Lagrange multipliers);
-* measurement: :func:`inference_cost` (latency, throughput, memory, bytes),
+* measurement: :func:`compressed_profile` (one record: trust metrics, impact, cost),
+  :func:`inference_cost` (latency, throughput, memory, bytes),
   :func:`compression_impact` (per-group accuracy change, agreement, compression-identified
   exemplars) and :func:`attack_surrogate` (attacks on models without gradients).
 
@@ -21,11 +22,12 @@ from ._finetune import (
 )
 from ._impact import GROUPINGS, CompressionImpact, attack_surrogate, compression_impact
 from ._measure import inference_cost
+from ._profile import compressed_profile
 from ._quantize import SCHEMES, fake_quantize_weights, quantize
 
 __all__ = [
     "Compressed", "footprint", "model_bytes", "copy_model", "prunable_layers",
     "prune_unstructured", "prune_structured", "SCOPES", "quantize", "SCHEMES", "fake_quantize_weights",
-    "inference_cost", "CompressionImpact", "compression_impact", "attack_surrogate", "GROUPINGS",
+    "inference_cost", "compressed_profile", "CompressionImpact", "compression_impact", "attack_surrogate", "GROUPINGS",
     "finetune", "DistillationLoss", "distill", "GroupLoss", "GroupDropConstraint", "constrained_finetune",
 ]

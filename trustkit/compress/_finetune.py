@@ -62,7 +62,8 @@ def finetune(model, task: Task, *, steps: int | None = None, epochs: int = 1, lr
     (default) every weight that is exactly zero stays zero (a pruning mask is held during
     training), so an unstructured-pruned model keeps its sparsity. The model given is not changed.
     Returns the fine-tuned model as a :class:`Compressed` (its ``cost_s`` adds the fine-tune's wall
-    time) and the run's record.
+    time) and the run's record. Other keyword arguments (``device=``, ``robust_eval=``…) go to the
+    :class:`~trustkit.train.Trainer`.
 
     Examples
     --------
@@ -142,7 +143,8 @@ def distill(teacher: nn.Module, task: Task, *, student: str = "mlp", student_kwa
     ``temperature``); ``budget`` limits the student's training like any run. ``student`` is a model
     name with ``student_kwargs`` (e.g. ``{"hidden": 16}``); a student with more parameters than
     the teacher is refused. Returns the student as a :class:`Compressed` (``cost_s`` = its training
-    time) and the run's record.
+    time) and the run's record. Other keyword arguments (``device=``…) go to the
+    :class:`~trustkit.train.Trainer`; the teacher is moved to the same device.
 
     Examples
     --------
@@ -163,6 +165,10 @@ def distill(teacher: nn.Module, task: Task, *, student: str = "mlp", student_kwa
         raise ValueError(f"the student ({student} {kwargs}) has {n_student:,} parameters, more than the teacher's "
                          f"{n_teacher:,}; choose a smaller student (student_kwargs such as hidden= or width=)")
     teacher = copy.deepcopy(teacher).eval()
+    if "device" in trainer_kwargs:
+        from .._validation import resolve_device
+
+        teacher = teacher.to(resolve_device(trainer_kwargs["device"]))
     t0 = time.perf_counter()
     trainer = Trainer(model=student, model_kwargs=kwargs, terms=[CrossEntropy(), DistillationLoss(teacher=teacher, temperature=temperature)],
                       weights={"ce": 1.0 - alpha, "kd": alpha}, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -205,13 +211,13 @@ class GroupLoss:
         g = self._codes(batch).long()
         ce = F.cross_entropy(logits, batch.y, reduction="none")
         counts = torch.bincount(g, minlength=self.n_groups).to(ce.dtype)
-        sums = torch.zeros(self.n_groups, dtype=ce.dtype).index_add_(0, g, ce)
+        sums = torch.zeros(self.n_groups, dtype=ce.dtype, device=ce.device).index_add_(0, g, ce)
         per_group = sums / counts.clamp_min(1)
         with torch.no_grad():
             right = (logits.argmax(1) == batch.y).to(ce.dtype)
-            acc = torch.zeros(self.n_groups, dtype=ce.dtype).index_add_(0, g, right) / counts.clamp_min(1)
-            self.last_accuracy = torch.where(counts > 0, acc, torch.full_like(acc, float("nan")))
-        return (self.multipliers.to(ce.dtype) * per_group).sum()
+            acc = torch.zeros(self.n_groups, dtype=ce.dtype, device=ce.device).index_add_(0, g, right) / counts.clamp_min(1)
+            self.last_accuracy = torch.where(counts > 0, acc, torch.full_like(acc, float("nan"))).cpu()
+        return (self.multipliers.to(device=ce.device, dtype=ce.dtype) * per_group).sum()
 
     def __repr__(self) -> str:
         return f"GroupLoss(n_groups={self.n_groups}, groups={self.groups!r})"
@@ -275,7 +281,8 @@ def _group_accuracy(model, split, groups: str, n_groups: int) -> np.ndarray:
 def constrained_finetune(dense: nn.Module, compressed, task: Task, *, max_drop: float = 0.02,
                          groups: str = "sensitive", steps: int | None = None, epochs: int = 3, lr: float = 1e-3,
                          dual_lr: float = 0.5, batch_size: int = 128, budget=None, seed: int = 0,
-                         keep_sparsity: bool = True, progress: bool = False) -> tuple[Compressed, RunRecord, GroupDropConstraint]:
+                         keep_sparsity: bool = True, progress: bool = False,
+                         device="cpu") -> tuple[Compressed, RunRecord, GroupDropConstraint]:
     """Fine-tune a compressed model so that no group's accuracy falls more than ``max_drop`` below the dense model's.
 
     The mitigation of Hashemizadeh et al. 2023 for the disparate impact of compression: the dense
@@ -283,7 +290,7 @@ def constrained_finetune(dense: nn.Module, compressed, task: Task, *, max_drop: 
     (cooper multipliers) weights each group's loss by how far the group is below its bound. Groups
     are the sensitive attribute's (``groups="sensitive"``) or the classes (``"label"``). A pruned
     model keeps its zeros (``keep_sparsity``). Returns the model, the run's record and the
-    constraint (its ``history`` of multipliers).
+    constraint (its ``history`` of multipliers). ``device`` is the Trainer's.
     """
     c = _as_compressed(compressed)
     check_choice("groups", groups, GROUPINGS)
@@ -296,7 +303,7 @@ def constrained_finetune(dense: nn.Module, compressed, task: Task, *, max_drop: 
     trained, record = _train_copy(
         c, task, dict(terms=[CrossEntropy(), GroupLoss(n_groups=n_groups, groups=groups)], callbacks=[constraint],
                       epochs=epochs, epoch_steps=steps, lr=lr, batch_size=batch_size, budget=budget, seed=seed,
-                      progress=progress),
+                      progress=progress, device=device),
         keep_sparsity=keep_sparsity, what="fine-tuned")
     return Compressed(
         model=trained, method=c.method, settings={**c.settings, "mitigation": "group_drop_constraint",
