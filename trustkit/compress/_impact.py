@@ -79,12 +79,21 @@ class CompressionImpact:
         """Largest minus smallest per-group accuracy change: how unevenly compression hurt."""
         return float(self.per_group["acc_change"].max() - self.per_group["acc_change"].min())
 
+    @property
+    def group_gap(self) -> tuple[float, float]:
+        """Best minus worst group accuracy, of the dense and of the compressed model."""
+        g = self.per_group
+        return (float(g["acc_dense"].max() - g["acc_dense"].min()),
+                float(g["acc_compressed"].max() - g["acc_compressed"].min()))
+
     def to_dict(self) -> dict:
         """A flat record: overall numbers, then ``acc_change[g]`` and ``agreement[g]`` per group."""
+        dense_gap, gap = self.group_gap
         out = {"grouping": self.grouping, "accuracy_dense": self.accuracy_dense,
                "accuracy_compressed": self.accuracy_compressed, "accuracy_change": self.accuracy_change,
                "agreement": self.agreement, "worst_group_change": self.worst_group_change,
-               "change_gap": self.change_gap, "n_exemplars": int(len(self.exemplars))}
+               "change_gap": self.change_gap, "group_acc_gap_dense": dense_gap, "group_acc_gap": gap,
+               "n_exemplars": int(len(self.exemplars))}
         for row in self.per_group.itertuples():
             out[f"acc_change[{row.group}]"] = row.acc_change
             out[f"agreement[{row.group}]"] = row.agreement

@@ -8,6 +8,8 @@ should be stronger than training attacks: the defaults use 20 PGD steps.
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -111,7 +113,17 @@ def _input_grad(model, x, y) -> torch.Tensor:
     # the model sees a non-leaf view of x: torch's FlopCounterMode (used to charge a training step's
     # cost) hooks module inputs, and autograd.grad refuses such hooks on a leaf
     loss = F.cross_entropy(model(x.view_as(x)), y)
-    (grad,) = torch.autograd.grad(loss, x)
+    grad = None
+    if loss.requires_grad:
+        with warnings.catch_warnings():  # quantised kernels warn that they have no autograd kernel
+            warnings.filterwarnings("ignore", message=".*autograd kernel was not registered.*")
+            (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    if grad is None:
+        raise TypeError(
+            "the model has no gradient with respect to its inputs (an int8-quantised model, say), so a gradient "
+            "attack cannot run on it; attack it through the model it was made from: "
+            "trustkit.compress.attack_surrogate(model, dense_model)"
+        )
     return grad
 
 
