@@ -97,7 +97,9 @@ def test_structured_pruning_shrinks_a_cnn_and_keeps_its_outputs_shape():
 @pytest.mark.parametrize("backend", ["torchao", "torch.ao"])
 def test_int8_dynamic_stores_about_a_quarter_of_the_float_bytes(backend):
     dense = make_model("mlp", input_shape=(256,), n_classes=2, hidden=512, seed=0)
+    keep = copy.deepcopy(dense)
     q = quantize(dense, scheme="int8_dynamic", backend=backend)
+    assert _same(dense, keep)
     assert 0.24 <= q.bytes_ratio <= 0.30, q.bytes_ratio
     x = torch.randn(128, 256)
     ref = dense(x)
@@ -165,6 +167,15 @@ def test_inference_cost_reports_latency_throughput_and_activation_memory():
     assert cost["activation_mb@64"] * 2**20 == 64 * 2000 * 4
     with pytest.raises(ValueError, match="batch_sizes"):
         inference_cost(model, (10,), batch_sizes=(0,))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a missing GPU")
+def test_compression_refuses_a_device_that_is_not_there(compas_task):
+    model = make_model("mlp", input_shape=(5,), n_classes=2)
+    with pytest.raises(ValueError, match="device"):
+        inference_cost(model, (5,), device="cuda")
+    with pytest.raises(ValueError, match="device"):
+        finetune(model, compas_task, steps=1, device="cuda")
 
 
 def test_model_bytes_follow_the_parameter_count():

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_int, check_positive
+from .._validation import check_int, check_positive, resolve_device
 from ._core import model_bytes
 
 __all__ = ["inference_cost"]
@@ -73,11 +73,12 @@ def inference_cost(model: nn.Module, input_shape, *, batch_sizes=(1, 256), min_r
         raise ValueError("batch_sizes must name at least one batch size")
     check_positive("min_run_time", min_run_time)
     threads = torch.get_num_threads() if threads is None else check_int("threads", threads, minimum=1)
-    dev = torch.device("cpu") if device is None else torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} is not available on this machine; allowed here: 'cpu'")
+    dev = resolve_device(device)
     was_training = model.training
     model.eval()
+    on = next((p.device for p in model.parameters()), dev)
+    if on.type != dev.type:
+        raise ValueError(f"device={str(dev)!r} but the model is on {str(on)!r}; move it first (model.to(device))")
     gen = torch.Generator().manual_seed(seed)
     out = {"model_bytes": model_bytes(model), "threads": threads, "device": dev.type}
     try:
