@@ -1,6 +1,9 @@
-# trustkit: two commands do all the set-up on a fresh machine (PyPI is the only network needed).
+# trustkit: two commands do all the set-up on a fresh machine (network: PyPI, and the Debian archive
+# for Fashion-MNIST where apt is available).
 #   make demo   create the venv if missing, install pinned versions, run the tour report into reports/
 #   make test   same set-up, then the test suite
+#   make data   Fashion-MNIST from Debian's package dataset-fashion-mnist (part of make venv): installed
+#               with apt when missing and run as root; otherwise a message, and its tests skip
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,10 +12,31 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --quiet --disable-pip-version-check --progress-bar off
 PYTEST_ARGS ?=
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+APT_GET ?= apt-get
 
-.PHONY: venv demo demo-full test test-fast bench clean-reports clean
+.PHONY: venv data demo demo-full test test-fast bench clean-reports clean
 
-venv: $(STAMP)
+venv: $(STAMP) data
+
+# never fails: without the files the Fashion-MNIST tests skip, naming the package to install
+data:
+	@dir="$${TRUSTKIT_FASHION_MNIST:-$(FASHION_MNIST_DIR)}"; \
+	have() { for f in train-images-idx3 train-labels-idx1 t10k-images-idx3 t10k-labels-idx1; do \
+	  test -f "$$dir/$$f-ubyte.gz" || return 1; done; }; \
+	if have; then echo "Fashion-MNIST: found in $$dir"; exit 0; fi; \
+	if [ -z "$$TRUSTKIT_FASHION_MNIST" ] && [ "$$(id -u)" = 0 ] && command -v $(APT_GET) >/dev/null 2>&1; then \
+	  echo "Fashion-MNIST: installing Debian's package dataset-fashion-mnist with $(APT_GET)"; \
+	  apt="$(APT_GET) -q -o Acquire::http::Timeout=30"; \
+	  DEBIAN_FRONTEND=noninteractive $$apt install -y dataset-fashion-mnist \
+	  || { $$apt update && DEBIAN_FRONTEND=noninteractive $$apt install -y dataset-fashion-mnist; } \
+	  || true; \
+	fi; \
+	if have; then echo "Fashion-MNIST: found in $$dir"; else \
+	  echo "Fashion-MNIST: not found in $$dir. Install it with 'sudo apt-get install dataset-fashion-mnist'" \
+	    "(Debian/Ubuntu) or set TRUSTKIT_FASHION_MNIST to a folder with the four IDX .gz files;" \
+	    "until then its tests skip and load_fashion_mnist() raises FileNotFoundError."; \
+	fi
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

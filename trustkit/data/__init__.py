@@ -6,7 +6,15 @@
 [['train', 3702], ['val', 1235], ['test', 1235]]
 """
 
-from ._images import load_cifar10, load_digits, load_mnist, resize_images
+from ._images import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_ROOT,
+    load_cifar10,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+    resize_images,
+)
 from ._perturb import (
     BENCHMARK_CORRUPTIONS,
     CORRUPTION_FAMILY,
@@ -42,7 +50,8 @@ __all__ = [
     "load_task", "dataset_overview", "dataset_availability", "source_frame", "DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS",
     "load_adult", "load_compas", "load_german", "adult_frame", "compas_frame", "german_frame",
     "data_file", "fetch_openml_frame",
-    "load_digits", "load_mnist", "load_cifar10", "resize_images",
+    "load_digits", "load_fashion_mnist", "FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT",
+    "load_mnist", "load_cifar10", "resize_images",
     "CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "CORRUPTION_FAMILY", "corrupt_images",
     "flip_labels", "feature_noise", "with_label_noise",
 ]

