@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ._validation import check_positive
 
-__all__ = ["Budget", "Meter", "count_params", "count_flops", "step_cost", "StepCost", "meta_copy",
+__all__ = ["Budget", "Meter", "count_params", "count_flops", "step_cost", "StepCost", "meta_copy", "training_memory_mb",
            "BUDGET_FIELDS", "Usage"]
 
 BUDGET_FIELDS = ("time_s", "memory_mb", "max_params", "flops")
@@ -149,6 +149,30 @@ def step_cost(fn: Callable[[], object]) -> StepCost:
 def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` on PyTorch's meta device: same shapes, no storage, no compute."""
     return copy.deepcopy(model).to("meta")
+
+
+def training_memory_mb(model: torch.nn.Module, input_shape, *, batch_size: int, optimizer: str = "adam") -> float:
+    """Estimated memory of one training step, in MB: what :class:`~trustkit.train.Trainer` checks
+    against ``Budget.memory_mb`` before it trains.
+
+    Weights, gradients and optimiser state (Adam keeps two moments: 4 copies of the parameters in
+    float32; SGD with momentum 3) plus the activations autograd saves for a cross-entropy step at
+    ``batch_size``, counted on the meta device (no memory is used, nothing is computed).
+
+    >>> round(training_memory_mb(torch.nn.Linear(1000, 1000), (1000,), batch_size=1), 2)
+    15.28
+    """
+    import torch.nn.functional as F
+
+    n_state = {"adam": 4, "adamw": 4, "sgd": 3}.get(optimizer)
+    if n_state is None:
+        raise ValueError(f"optimizer must be one of ['adam', 'adamw', 'sgd']; got {optimizer!r}")
+    static = n_state * 4 * count_params(model) / _MB
+    mm = meta_copy(model)
+    x = torch.empty((int(batch_size), *tuple(input_shape)), device="meta")
+    y = torch.zeros(int(batch_size), dtype=torch.long, device="meta")
+    cost = step_cost(lambda: F.cross_entropy(mm(x), y).backward())
+    return static + cost.saved_bytes / _MB
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The ``trustkit`` command: run the tour report, list datasets, train one model under a budget.
+"""The ``trustkit`` command: run the tour report, list datasets, train one model under a budget, run a sweep.
 
 ``trustkit train --csv loans.csv --label approved --sensitive sex --positive-label yes`` trains on
 your own table through the same checks and splits as ``load_task("csv", ...)``; bad input is one
@@ -162,6 +162,30 @@ def _add_csv_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sep", default=",", help="the field separator (default ',')")
 
 
+def _cmd_sweep(args) -> int:
+    from .experiments import run_sweep, sweep_status
+
+    if args.status is not None:
+        st = sweep_status(args.status)
+        total = "?" if st["total"] is None else st["total"]
+        print(f"{st['store']}: {st['done']} / {total} done, {st['failed']} failed"
+              + ("" if st["remaining"] is None else f", {st['remaining']} to run"))
+        return 0
+    if args.grid is None:
+        raise ValueError("give a grid file (trustkit sweep GRID.yaml) or --status DIR")
+    if args.workers is not None and args.scheduler_address is not None:
+        raise ValueError("give --workers (local processes) or --scheduler-address (a Dask cluster), not both")
+    executor = "dask" if args.scheduler_address else ("processes" if (args.workers or 1) > 1 else "sequential")
+    store = args.store or f"sweeps/{__import__('pathlib').Path(args.grid).stem}"
+    df = run_sweep(args.grid, store=store, executor=executor, workers=args.workers,
+                   scheduler_address=args.scheduler_address, threads=args.threads)
+    from .experiments import sweep_status as _st
+
+    st = _st(store)
+    print(f"{len(df)} cells in {store} ({st['done']} / {st['total']} done, {st['failed']} failed)")
+    return 0 if st["failed"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustkit", description="Trustworthy ML under compute budgets.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -197,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--flops-budget", type=float, default=None)
     _add_csv_options(t)
     t.set_defaults(fn=_cmd_train)
+
+    w = sub.add_parser("sweep", help="run a factorial sweep of constraints × mitigations from a grid file (resumable)")
+    w.add_argument("grid", nargs="?", default=None, help="a grid YAML file (grids/quick.yaml, grids/medium.yaml)")
+    w.add_argument("--store", default=None, help="the result folder (default: sweeps/<grid name>)")
+    w.add_argument("--workers", type=int, default=None, help="local worker processes (default: 1, sequential)")
+    w.add_argument("--scheduler-address", default=None, help="a Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    w.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: the cores divided by the workers)")
+    w.add_argument("--status", default=None, metavar="DIR", help="print done / total / failed of the sweep in DIR")
+    w.set_defaults(fn=_cmd_sweep)
     return p
 
 

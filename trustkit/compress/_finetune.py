@@ -136,15 +136,18 @@ class DistillationLoss:
 
 def distill(teacher: nn.Module, task: Task, *, student: str = "mlp", student_kwargs=None, temperature: float = 4.0,
             alpha: float = 0.5, epochs: int = 20, lr: float = 1e-3, batch_size: int = 128, budget=None,
-            seed: int = 0, progress: bool = False, **trainer_kwargs) -> tuple[Compressed, RunRecord]:
+            seed: int = 0, progress: bool = False, extra_terms=(), extra_weights=None,
+            **trainer_kwargs) -> tuple[Compressed, RunRecord]:
     """Train a smaller ``student`` from ``teacher``'s soft labels (and the hard labels) with the Trainer.
 
     The loss is ``(1 − alpha)·CE(labels) + alpha·KD`` (:class:`DistillationLoss` at
     ``temperature``); ``budget`` limits the student's training like any run. ``student`` is a model
     name with ``student_kwargs`` (e.g. ``{"hidden": 16}``); a student with more parameters than
     the teacher is refused. Returns the student as a :class:`Compressed` (``cost_s`` = its training
-    time) and the run's record. Other keyword arguments (``device=``…) go to the
-    :class:`~trustkit.train.Trainer`; the teacher is moved to the same device.
+    time) and the run's record. ``extra_terms`` (with ``extra_weights`` by name) join the loss, so
+    a mitigation (a fairness penalty, adversarial training) can train the student too. Other keyword
+    arguments (``device=``…) go to the :class:`~trustkit.train.Trainer`; the teacher is moved to the
+    same device.
 
     Examples
     --------
@@ -170,8 +173,11 @@ def distill(teacher: nn.Module, task: Task, *, student: str = "mlp", student_kwa
 
         teacher = teacher.to(resolve_device(trainer_kwargs["device"]))
     t0 = time.perf_counter()
-    trainer = Trainer(model=student, model_kwargs=kwargs, terms=[CrossEntropy(), DistillationLoss(teacher=teacher, temperature=temperature)],
-                      weights={"ce": 1.0 - alpha, "kd": alpha}, epochs=epochs, lr=lr, batch_size=batch_size,
+    extra_terms = list(extra_terms)
+    trainer = Trainer(model=student, model_kwargs=kwargs,
+                      terms=[CrossEntropy(), DistillationLoss(teacher=teacher, temperature=temperature), *extra_terms],
+                      weights={"ce": 1.0 - alpha, "kd": alpha, **{t.name: 1.0 for t in extra_terms}, **dict(extra_weights or {})},
+                      epochs=epochs, lr=lr, batch_size=batch_size,
                       budget=budget, seed=seed, progress=progress, **trainer_kwargs)
     record = trainer.fit(task)
     model = trainer.model_.eval()

@@ -4,6 +4,7 @@
 * :mod:`._overview`: the ERM trust overview (:func:`erm_overview`);
 * :mod:`._selection`: VTruST and its baselines (:func:`selection_comparison`, …);
 * :mod:`._adaptive`: adaptive trust-aware training under budget regimes (:func:`adaptive_comparison`, …);
+* :mod:`._sweep`: factorial sweeps of constraints × mitigations (:func:`run_sweep`, :func:`expand_grid`, …);
 * :mod:`._bounds`: empirical checks of the compute–trust bounds (:func:`gap_vs_steps`, …).
 """
 
@@ -34,9 +35,13 @@ from ._selection import (
     selection_explanations,
     subset_balance,
 )
-from ._store import ResultStore, run_grid, run_key
+from ._store import EXECUTORS, ResultStore, RunFailed, run_grid, run_key, worker_threads
+from ._sweep import (
+    CONSTRAINTS, MITIGATIONS, expand_grid, load_grid, run_sweep, sweep_cell, sweep_frame, sweep_status,
+)
 
-__all__ = ["ResultStore", "run_key", "run_grid", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
+__all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "worker_threads", "CONSTRAINTS",
+           "MITIGATIONS", "expand_grid", "load_grid", "run_sweep", "sweep_cell", "sweep_frame", "sweep_status", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
            "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance", "class_balance_reading",
            "SELECTOR_VERSION",

@@ -1,0 +1,201 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trustkit.experiments import (
+    ResultStore, RunFailed, expand_grid, load_grid, run_grid, run_key, run_sweep, sweep_status, worker_threads,
+)
+from trustkit.experiments._sweep import reference_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {"datasets": ["compas"], "models": [{"family": "mlp", "hidden": 8}],
+        "constraints": {"time": [0.5], "prune_structured": [0.5], "quantize": ["int8"], "params": [0.5]},
+        "mitigations": ["erm"], "seeds": [0],
+        "training": {"epochs": 2, "finetune_steps": 5}, "evaluation": {"max_attack": 100, "pgd_steps": 2, "latency": False}}
+
+
+# -- the grid ---------------------------------------------------------------------------------
+def test_a_grid_expands_factorially_with_the_references_first():
+    g = {"datasets": ["compas", "adult"], "models": [{"family": "mlp", "hidden": 8}, {"family": "mlp", "hidden": 16}],
+         "constraints": {"time": [0.5, 0.1], "quantize": ["int8"]}, "mitigations": ["erm", "pgd_at"], "seeds": [0, 1, 2]}
+    cells = expand_grid(g)
+    assert len(cells) == 2 * 2 * (1 + 3) * 2 * 3
+    n_ref = 2 * 2 * 2 * 3
+    assert all(c["constraint"] == "none" for c in cells[:n_ref]) and all(c["constraint"] != "none" for c in cells[n_ref:])
+    assert len({run_key(c) for c in cells}) == len(cells)  # every cell is its own record
+    for c in cells[n_ref:]:
+        assert reference_of(c) in cells[:n_ref]
+    assert {c["model"] for c in cells} == {"mlp[hidden=8]", "mlp[hidden=16]"}
+
+
+def test_exclude_drops_cells_and_a_grid_of_nothing_is_refused():
+    g = {**TINY, "exclude": [{"constraint": "quantize"}]}
+    assert {c["constraint"] for c in expand_grid(g)} == {"none", "time", "prune_structured", "params"}
+    with pytest.raises(ValueError, match="zero cells"):
+        expand_grid({**TINY, "exclude": [{"dataset": "compas"}]})
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"dataset": ["compas"]}, "unknown grid key"),
+    ({"datasets": ["compass"]}, "unknown dataset 'compass'"),
+    ({"models": [{"family": "transformer"}]}, "unknown model family"),
+    ({"models": [{"family": "mlp", "widht": 3}]}, "widht"),
+    ({"constraints": {"prune": [0.5]}}, "unknown constraint type 'prune'"),
+    ({"constraints": {"prune_structured": [1.0]}}, r"sparsity level must be in \[0, 1\)"),
+    ({"constraints": {"time": [0.0]}}, r"fraction of the reference in \(0, 1\]"),
+    ({"constraints": {"time": [1.5]}}, r"fraction of the reference in \(0, 1\]"),
+    ({"constraints": {"quantize": ["int2"]}}, "unknown level 'int2'"),
+    ({"constraints": {"epochs": []}}, "non-empty list"),
+    ({"mitigations": ["dro"]}, "unknown mitigation 'dro'"),
+    ({"seeds": [-1]}, "seeds must be integers"),
+    ({"seeds": []}, "zero cells"),
+    ({"training": {"epoch": 3}}, "unknown training setting"),
+    ({"models": [{"family": "cnn"}]}, "does not fit the tabular dataset"),
+    ({"mitigations": ["expgrad"]}, "cannot take constraint"),
+])
+def test_bad_grids_are_refused_before_anything_runs(change, match):
+    with pytest.raises(ValueError, match=match):
+        expand_grid({**TINY, **change})
+
+
+def test_a_fairness_mitigation_on_a_task_without_groups_is_refused():
+    g = {"datasets": ["digits"], "models": [{"family": "cnn", "width": 4}], "mitigations": ["fair_penalty"], "seeds": [0]}
+    with pytest.raises(ValueError, match="needs a sensitive attribute"):
+        expand_grid(g)
+    assert len(expand_grid({**g, "mitigations": ["erm", "pgd_at"]})) == 2
+
+
+def test_grid_files_load_and_broken_ones_say_so(tmp_path):
+    assert len(expand_grid(ROOT / "grids" / "quick.yaml")) == 16
+    assert len(expand_grid(ROOT / "grids" / "medium.yaml")) == 864
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [compas\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_grid(bad)
+    bad.write_text("- compas\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        load_grid(bad)
+    with pytest.raises(FileNotFoundError):
+        load_grid(tmp_path / "missing.yaml")
+
+
+# -- running ----------------------------------------------------------------------------------
+def test_a_tiny_sweep_measures_each_constraint_and_resumes_without_rerunning(tmp_path):
+    grid = {**TINY, "training": {"epochs": 8, "finetune_steps": 5}}
+    df = run_sweep(grid, store=tmp_path, progress=False)
+    assert len(df) == 5 and set(df["constraint"]) == {"none", "time", "prune_structured", "quantize", "params"}
+    for col in ("accuracy", "dp_gap", "eo_gap", "ece", "robust_accuracy", "train_time_s", "peak_memory_mb", "params_after",
+                "gflops", "bytes_after", "threads"):
+        assert col in df and df[col].notna().all(), col
+    by = df.set_index("constraint")
+    ref = by.loc["none"]
+    # the time level is a fraction of the reference's measured training time, and the run keeps it
+    assert by.loc["time", "train_time_s"] <= 0.5 * ref["train_time_s"] * 1.05 + 0.02
+    assert by.loc["time", "stopped_by"] == "time_s" and by.loc["time", "epochs_done"] < 8
+    assert by.loc["prune_structured", "params_after"] < ref["params_after"]
+    assert by.loc["params", "params_after"] <= 0.5 * ref["params_after"]
+    assert by.loc["quantize", "attack"] == "transfer" and by.loc["none", "attack"] == "white-box"
+    assert sweep_status(tmp_path) == {"store": str(tmp_path), "done": 5, "total": 5, "failed": 0, "remaining": 0}
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")}
+    again = run_sweep(grid, store=tmp_path, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")} == stamps  # nothing re-ran
+    assert again["accuracy"].tolist() == df["accuracy"].tolist()
+
+
+def _square(c):
+    import torch
+
+    if c["x"] == 3:
+        raise ValueError("three is refused")
+    return {"y": c["x"] ** 2, "threads": torch.get_num_threads()}
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_parallel_executors_give_the_sequential_results_with_one_thread_per_worker(tmp_path, executor):
+    configs = [{"x": i} for i in range(6)]
+    seq = run_grid(configs, _square, store=ResultStore(tmp_path / "seq"), progress=False, on_error="record")
+    par_store = ResultStore(tmp_path / executor)
+    par = run_grid(configs, _square, store=par_store, progress=False, executor=executor, workers=2,
+                   on_error="record")
+    assert par["y"].tolist() == seq["y"].tolist() == [0, 1, 4, 16, 25]
+    assert set(par["threads"]) == {worker_threads(2)}
+    fails = par_store.failures()
+    assert fails["x"].tolist() == [3] and "three is refused" in fails["error"].iloc[0]
+    with pytest.raises(RunFailed, match="three is refused"):
+        run_grid(configs, _square, progress=False, executor=executor, workers=2)
+
+
+def test_a_failure_is_recorded_then_cleared_when_the_config_succeeds(tmp_path):
+    store = ResultStore(tmp_path)
+    run_grid([{"x": 3}], _square, store=store, progress=False, on_error="record")
+    assert len(store) == 0 and len(store.failures()) == 1
+    with pytest.raises(ValueError, match="three"):  # sequentially, the run's own exception
+        run_grid([{"x": 3}], _square, store=store, progress=False)
+    run_grid([{"x": 3}], lambda c: {"y": 9}, store=store, progress=False)
+    assert len(store) == 1 and len(store.failures()) == 0
+
+
+def test_executor_arguments_are_checked():
+    with pytest.raises(ValueError, match="executor"):
+        run_grid([{"x": 1}], _square, executor="threads")
+    with pytest.raises(ValueError, match="workers"):
+        run_grid([{"x": 1}], _square, executor="processes", workers=0)
+    with pytest.raises(TypeError, match="scheduler_address"):
+        run_grid([{"x": 1}], _square, scheduler_address=8786)
+
+
+KILL_GRID = {**TINY, "constraints": {"prune_structured": [0.5]}, "seeds": list(range(8)),
+             "training": {"epochs": 3, "finetune_steps": 5}}
+
+
+def test_a_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    import yaml
+
+    grid.write_text(yaml.safe_dump(KILL_GRID))
+    store = tmp_path / "store"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "trustkit.cli", "sweep", str(grid), "--store", str(store),
+                             "--threads", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(list(store.glob("*.json"))) < 3:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    before = {p.name: p.read_bytes() for p in store.glob("*.json")}
+    total = len(expand_grid(KILL_GRID))
+    assert 3 <= len(before) < total, "the sweep should have been killed mid-way"
+    df = run_sweep(grid, store=store, progress=False)
+    after = {p.name: p.read_bytes() for p in store.glob("*.json")}
+    assert len(df) == total == len(after)  # none lost, none duplicated
+    assert all(after[k] == v for k, v in before.items())  # finished records were kept, not re-run
+    assert len({(r["constraint"], r["seed"]) for r in df.to_dict("records")}) == total
+    assert not list(store.glob("*.part")) and np.isfinite(df["accuracy"]).all()
+
+
+def test_sweep_command_line_status_and_refusals(tmp_path, capsys):
+    from trustkit.cli import main
+
+    run_grid([{"x": 1}], _square, store=ResultStore(tmp_path), progress=False)
+    assert main(["sweep", "--status", str(tmp_path)]) == 0
+    assert "1 / ? done, 0 failed" in capsys.readouterr().out
+    assert main(["sweep", str(ROOT / "grids" / "quick.yaml"), "--workers", "2", "--scheduler-address", "tcp://x:1"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["sweep", "--status", str(tmp_path / "nothing")]) == 2
+    bad = tmp_path / "g.yaml"
+    bad.write_text(json.dumps({**TINY, "mitigations": ["dro"]}))
+    assert main(["sweep", str(bad), "--store", str(tmp_path / "s")]) == 2
+    assert "unknown mitigation 'dro'" in capsys.readouterr().err
