@@ -53,3 +53,52 @@ def test_image_grid_png():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match=r"images must be \(n, C, H, W\)"):
         plots.image_grid(np.zeros((2, 8, 8)))
+
+
+def _sweep_frame():
+    import numpy as np
+
+    rows = []
+    for mit in ("erm", "fair_penalty"):
+        for seed in range(3):
+            rows.append({"constraint": "none", "level": 1.0, "mitigation": mit, "seed": seed, "eo_gap": 0.2 + 0.01 * seed,
+                         "train_time_s": 2.0, "accuracy": 0.8})
+            for lv in (0.5, 0.1):
+                rows.append({"constraint": "time", "level": lv, "mitigation": mit, "seed": seed,
+                             "eo_gap": 0.2 + (0.5 - lv) * (1 if mit == "erm" else 0.1), "train_time_s": 2 * lv,
+                             "accuracy": 0.8 - (0.5 - lv) / 10})
+            for lv in ("int8", "int4"):
+                rows.append({"constraint": "quantize", "level": lv, "mitigation": mit, "seed": seed,
+                             "eo_gap": np.nan if lv == "int4" and seed == 0 else 0.21, "train_time_s": 2.0, "accuracy": 0.79})
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def test_constraint_chart_puts_each_reference_first_and_orders_levels_by_tightness():
+    from trustkit.plots import constraint_chart
+
+    ch = constraint_chart(_sweep_frame(), metric="eo_gap")
+    data = ch.data
+    time = data[(data["constraint"] == "time") & (data["mitigation"] == "erm")].sort_values("order")
+    assert time["level_label"].tolist() == ["ref", "0.5", "0.1"]
+    assert time["eo_gap_mean"].tolist() == pytest.approx([0.21, 0.2, 0.6])
+    q = data[(data["constraint"] == "quantize") & (data["mitigation"] == "erm")].sort_values("order")
+    assert q["level_label"].tolist() == ["ref", "int8", "int4"] and q["n"].tolist() == [3, 3, 2]
+    assert "none" not in set(data["constraint"])
+
+
+def test_frontier_and_interaction_charts_summarise_cells():
+    from trustkit.plots import frontier_chart, interaction_chart
+
+    df = _sweep_frame()
+    fr = frontier_chart(df, x="train_time_s", y="eo_gap")
+    means = fr.layer[0].data
+    assert len(means) == 2 * 5  # (constraint, level) cells × mitigations
+    front = fr.layer[1].data
+    assert front["train_time_s_mean"].min() == pytest.approx(0.2)  # the cheapest cell is on the front
+    inter = interaction_chart(df, metric="eo_gap")
+    d = inter.data.set_index(["constraint", "mitigation"])
+    assert d.loc[("time", "erm"), "eo_gap_mean"] > d.loc[("time", "fair_penalty"), "eo_gap_mean"]
+    with pytest.raises(ValueError, match="needs columns"):
+        frontier_chart(df.drop(columns=["level"]), x="train_time_s", y="eo_gap")

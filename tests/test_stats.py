@@ -98,3 +98,56 @@ def test_adaptive_tests_skip_a_regime_no_static_run_was_validated_in():
     assert tests["regime"].unique().tolist() == ["high"]
     row = tests.set_index("method").loc["efficienttrust"]
     assert row["baseline"] == "static" and row["rel_change"] < 0
+
+
+def test_one_way_anova_matches_scipy_f_oneway():
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import f_oneway
+
+    from trustkit.stats import anova
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"level": np.repeat(["0.1", "0.5", "1.0"], [7, 9, 8])})
+    df["gap"] = df["level"].astype(float) * 0.1 + rng.normal(0, 0.05, len(df))
+    t = anova(df, metric="gap", factors=["level"])
+    ref = f_oneway(*[g["gap"].to_numpy() for _, g in df.groupby("level")])
+    assert t.loc["C(level)", "F"] == pytest.approx(ref.statistic)
+    assert t.loc["C(level)", "p_value"] == pytest.approx(ref.pvalue)
+    assert t["eta_sq"].sum() == pytest.approx(1.0)
+
+
+def test_anova_finds_a_planted_interaction_and_no_phantom_effect():
+    import numpy as np
+    import pandas as pd
+
+    from trustkit.stats import anova
+
+    rng = np.random.default_rng(0)
+    rows = [{"constraint": c, "mitigation": m, "noise": z, "seed": s}
+            for c in ("none", "prune") for m in ("erm", "fair") for z in ("a", "b") for s in range(6)]
+    df = pd.DataFrame(rows)
+    # pruning widens the gap only without the fairness mitigation; "noise" does nothing
+    df["gap"] = 0.1 + 0.1 * ((df["constraint"] == "prune") & (df["mitigation"] == "erm")) + rng.normal(0, 0.01, len(df))
+    t = anova(df, metric="gap", factors=["constraint", "mitigation", "noise"])
+    assert t.loc["C(constraint):C(mitigation)", "p_value"] < 1e-6
+    assert t.loc["C(noise)", "p_value"] > 0.01 and t.loc["C(constraint):C(noise)", "p_value"] > 0.01
+    main = anova(df, metric="gap", factors=["constraint", "mitigation"], interactions=1)
+    assert "C(constraint):C(mitigation)" not in main.index
+    with pytest.raises(ValueError, match="single level"):
+        anova(df[df["constraint"] == "none"], metric="gap", factors=["constraint"])
+
+
+def test_mean_ci_is_the_student_t_interval():
+    import numpy as np
+    import pandas as pd
+    from scipy import stats as st
+
+    from trustkit.stats import mean_ci
+
+    x = np.array([0.31, 0.28, 0.35, 0.30])
+    df = pd.DataFrame({"c": ["a"] * 4 + ["b"], "acc": [*x, 0.5]})
+    out = mean_ci(df, by="c", metrics=["acc"]).set_index("c")
+    lo, hi = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
+    assert out.loc["a", "acc_lo"] == pytest.approx(lo) and out.loc["a", "acc_hi"] == pytest.approx(hi)
+    assert np.isnan(out.loc["b", "acc_lo"]) and out.loc["b", "n"] == 1

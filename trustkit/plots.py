@@ -9,7 +9,8 @@ import altair as alt
 import pandas as pd
 
 __all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart",
-           "sweep_chart", "box_chart", "data_map_chart", "image_grid", "pareto_chart", "trajectory_chart"]
+           "sweep_chart", "box_chart", "data_map_chart", "image_grid", "pareto_chart", "trajectory_chart",
+           "constraint_chart", "frontier_chart", "interaction_chart"]
 
 
 def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -216,3 +217,100 @@ def trajectory_chart(traj: pd.DataFrame, *, value: str = "lam_fair", by: str = "
         x=alt.X("epoch:Q"), y=alt.Y(f"{value}:Q", title=value.replace("_", " ")), color=f"{by}:N",
         tooltip=[by, "epoch", alt.Tooltip(f"{value}:Q", format=".3f")],
     ).properties(width=300, height=200, title=f"{value.replace('_', ' ')} over epochs")
+
+
+def _with_references(df: pd.DataFrame) -> pd.DataFrame:
+    """Sweep rows with each constraint type's reference (constraint "none") repeated under that type, level "ref"."""
+    df = df.copy()
+    df["level_label"] = df["level"].astype(str)
+    refs = df[df["constraint"] == "none"]
+    parts = [df[df["constraint"] != "none"]]
+    for c in df.loc[df["constraint"] != "none", "constraint"].unique():
+        parts.append(refs.assign(constraint=c, level_label="ref"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _tightness(constraint: str, label: str) -> float:
+    """Sort key of a level: the reference first, then from the loosest constraint to the tightest."""
+    if label == "ref":
+        return -1e9
+    if constraint == "quantize":
+        return {"int8": 1.0, "int4": 2.0}.get(label, 3.0)
+    try:
+        v = float(label)
+    except ValueError:
+        return 0.0
+    return v if constraint.startswith("prune") else -v
+
+
+def constraint_chart(results: pd.DataFrame, *, metric: str, by: str = "mitigation", columns: int = 4,
+                     title: str | None = None) -> alt.FacetChart:
+    """``metric`` against constraint level per ``by`` (mean and 95% interval over seeds), one panel per constraint type.
+
+    ``results`` is a sweep's frame (columns ``constraint``, ``level``, ``by``, ``metric``); each panel
+    starts at the unconstrained reference ("ref") and goes to the tightest level.
+    """
+    from .stats import mean_ci
+
+    _check(results, ["constraint", "level", by, metric])
+    d = _with_references(results.dropna(subset=[metric]))
+    s = mean_ci(d, by=["constraint", "level_label", by], metrics=[metric])
+    s["lo"] = s[f"{metric}_lo"].fillna(s[f"{metric}_mean"])
+    s["hi"] = s[f"{metric}_hi"].fillna(s[f"{metric}_mean"])
+
+    s["order"] = [_tightness(c, v) for c, v in zip(s["constraint"], s["level_label"])]
+    x = alt.X("level_label:N", title="level (ref = unconstrained)", sort=alt.EncodingSortField("order"))
+    y = alt.Y(f"{metric}_mean:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False))
+    base = alt.Chart(s)
+    line = base.mark_line(point=True).encode(
+        x=x, y=y, color=f"{by}:N",
+        tooltip=["constraint", "level_label", by, alt.Tooltip(f"{metric}_mean:Q", format=".3f"),
+                 alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f"), "n"])
+    bars = base.mark_rule().encode(x=x, y="lo:Q", y2="hi:Q", color=f"{by}:N")
+    return (bars + line).properties(width=170, height=150).facet(
+        facet=alt.Facet("constraint:N", title=None), columns=columns,
+    ).resolve_scale(x="independent").properties(
+        title=title or f"{metric.replace('_', ' ')} by constraint level: mean and 95% interval over seeds")
+
+
+def frontier_chart(results: pd.DataFrame, *, x: str, y: str, by: str = "mitigation", minimize_x: bool = True,
+                   minimize_y: bool = True, log_x: bool = True, title: str | None = None) -> alt.LayerChart:
+    """Each sweep cell's mean (``x``, ``y``) over seeds, coloured by ``by``, with the Pareto front of the means.
+
+    E.g. fairness gap against training time, robust accuracy against time, accuracy against model
+    bytes. ``minimize_*`` say which direction is better for the front.
+    """
+    from .stats import mean_std, pareto_front
+
+    _check(results, [x, y, by, "constraint", "level"])
+    d = results.dropna(subset=[x, y]).assign(level=lambda f: f["level"].astype(str))
+    s = mean_std(d, by=["constraint", "level", by], metrics=[x, y]).fillna({f"{y}_std": 0.0})
+    s["cell"] = s["constraint"] + "=" + s["level"]
+    front = pareto_front(s, x=f"{x}_mean", y=f"{y}_mean",
+                         minimize=([f"{x}_mean"] if minimize_x else []) + ([f"{y}_mean"] if minimize_y else []))
+    ex = alt.X(f"{x}_mean:Q", title=x.replace("_", " "), scale=alt.Scale(type="log" if log_x else "linear"))
+    ey = alt.Y(f"{y}_mean:Q", title=f"{y.replace('_', ' ')} ({'lower' if minimize_y else 'higher'} is better)",
+               scale=alt.Scale(zero=False))
+    pts = alt.Chart(s).mark_point(filled=True, size=50, opacity=0.8).encode(
+        x=ex, y=ey, color=f"{by}:N", shape="constraint:N",
+        tooltip=["cell", by, alt.Tooltip(f"{x}_mean:Q", format=".3g"), alt.Tooltip(f"{y}_mean:Q", format=".3f"), "n"])
+    line = alt.Chart(front).mark_line(color="black", strokeDash=[4, 3]).encode(x=ex, y=ey)
+    return (pts + line).properties(width=420, height=280, title=title or f"{y} vs {x}: cell means, dashed = Pareto front")
+
+
+def interaction_chart(results: pd.DataFrame, *, metric: str, x: str = "constraint", by: str = "mitigation",
+                      title: str | None = None) -> alt.LayerChart:
+    """An interaction plot: mean ``metric`` per ``x`` level, one line per ``by`` (parallel lines = no interaction)."""
+    from .stats import mean_ci
+
+    _check(results, [x, by, metric])
+    s = mean_ci(results.dropna(subset=[metric]).astype({x: str, by: str}), by=[x, by], metrics=[metric])
+    s["lo"] = s[f"{metric}_lo"].fillna(s[f"{metric}_mean"])
+    s["hi"] = s[f"{metric}_hi"].fillna(s[f"{metric}_mean"])
+    ex = alt.X(f"{x}:N", title=x)
+    ey = alt.Y(f"{metric}_mean:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False))
+    line = alt.Chart(s).mark_line(point=True).encode(
+        x=ex, y=ey, color=f"{by}:N", tooltip=[x, by, alt.Tooltip(f"{metric}_mean:Q", format=".3f"), "n"])
+    bars = alt.Chart(s).mark_rule().encode(x=ex, y="lo:Q", y2="hi:Q", color=f"{by}:N")
+    return (bars + line).properties(width=420, height=240,
+                                    title=title or f"{metric.replace('_', ' ')}: {x} × {by} (mean, 95% interval)")

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "format_mean_std", "paired_ttest", "best_baseline", "pareto_front"]
+__all__ = ["mean_std", "format_mean_std", "paired_ttest", "best_baseline", "pareto_front", "mean_ci", "anova"]
 
 
 def mean_std(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -146,3 +146,82 @@ def pareto_front(df: pd.DataFrame, *, x: str, y: str, minimize: Sequence[str] = 
     ok = [i for i, v in enumerate(vals) if np.isfinite(v).all()]
     out = df.iloc[[i for i, k in zip(ok, keep) if k]]
     return out.sort_values(x).astype({x: float, y: float})
+
+
+def mean_ci(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
+    """Mean, standard deviation, count and a Student-t confidence interval of each metric per group.
+
+    Columns ``<metric>_mean``, ``<metric>_std``, ``<metric>_lo``, ``<metric>_hi`` and ``n``: the
+    interval is ``mean ± t_{(1+confidence)/2, n−1} · std / √n`` over the rows of the group (seeds);
+    NaN for a single row. NaN values of a metric are left out of its statistics.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"c": ["a"] * 3, "gap": [0.1, 0.2, 0.3]})
+    >>> mean_ci(df, by="c", metrics=["gap"]).round(3).values.tolist()
+    [['a', 0.2, 0.1, -0.048, 0.448, 3]]
+    """
+    from scipy import stats as st
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+    s = mean_std(df, by=by, metrics=metrics)
+    by = [by] if isinstance(by, str) else list(by)
+    counts = df.groupby(by, sort=False)[list(metrics)].count().reset_index()
+    out = s[by].copy()
+    for m in metrics:
+        n = counts[m].to_numpy(float)
+        mu, sd = s[f"{m}_mean"].to_numpy(float), s[f"{m}_std"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            half = np.where(n > 1, st.t.ppf((1 + confidence) / 2, np.maximum(n - 1, 1)) * sd / np.sqrt(n), np.nan)
+        out[f"{m}_mean"], out[f"{m}_std"], out[f"{m}_lo"], out[f"{m}_hi"] = mu, sd, mu - half, mu + half
+    out["n"] = s["n"]
+    return out
+
+
+def anova(df: pd.DataFrame, *, metric: str, factors: Sequence[str], interactions: int = 2, typ: int = 2) -> pd.DataFrame:
+    """Which factors move ``metric``, and do they interact: an OLS fit with categorical factors and ANOVA.
+
+    Fits ``metric ~ C(f1) + C(f2) + … + C(f1):C(f2) + …`` (interaction terms up to order
+    ``interactions``; 1 = main effects only) with statsmodels and returns its type-``typ`` ANOVA
+    table: per term the sum of squares, degrees of freedom, F, the p-value and ``eta_sq`` (the
+    term's share of the total sum of squares). Rows with a NaN metric are dropped; a factor with a
+    single level is dropped (it cannot explain anything). The residual row is ``Residual``.
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"a": np.repeat(["x", "y"], 20), "b": np.tile(["u", "v"], 20)})
+    >>> df["m"] = (df["a"] == "y") * 1.0 + rng.normal(0, 0.1, 40)
+    >>> t = anova(df, metric="m", factors=["a", "b"])
+    >>> bool(t.loc["C(a)", "p_value"] < 1e-10), bool(t.loc["C(b)", "p_value"] > 0.05)
+    (True, True)
+    """
+    import itertools
+    import re
+
+    import statsmodels.api as sm
+    from statsmodels.formula.api import ols
+
+    missing = [c for c in [metric, *factors] if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the results; available: {list(df.columns)}")
+    if not factors:
+        raise ValueError("anova needs at least one factor")
+    d = df[[metric, *factors]].dropna(subset=[metric]).copy()
+    d[metric] = d[metric].astype(float)
+    used = [f for f in factors if d[f].astype(str).nunique() > 1]
+    if not used:
+        raise ValueError(f"every factor of {list(factors)} has a single level in these results; nothing to test")
+    names = {f: f"f{i}" for i, f in enumerate(used)}
+    d = d.rename(columns={metric: "y", **names})
+    for f in names.values():
+        d[f] = d[f].astype(str)
+    terms = [f"C({names[f]})" for f in used]
+    for k in range(2, max(1, int(interactions)) + 1):
+        terms += [":".join(f"C({names[f]})" for f in combo) for combo in itertools.combinations(used, k)]
+    model = ols("y ~ " + " + ".join(terms), data=d).fit()
+    table = sm.stats.anova_lm(model, typ=typ)
+    back = {v: k for k, v in names.items()}
+    table.index = [re.sub(r"f\d+", lambda m: back[m.group(0)], i) for i in table.index]
+    table = table.rename(columns={"PR(>F)": "p_value", "sum_sq": "sum_sq", "df": "df", "F": "F"})
+    table["eta_sq"] = table["sum_sq"] / table["sum_sq"].sum()
+    return table
