@@ -176,3 +176,22 @@ def test_bounds_notebook_rejects_bad_eta(tmp_path):
 
     with pytest.raises(pm.PapermillExecutionError, match=r"eta must lie in \(0, 0.25\)"):
         run_notebook("bounds", out_dir=tmp_path, parameters={"eta": 0.5}, html=False, progress=False)
+
+
+@pytest.mark.notebook
+def test_tradeoffs_notebook_runs_in_quick_mode(tmp_path):
+    params = {"static_charts": True, "metrics": ["accuracy", "eo_gap", "robust_accuracy"]}
+    paths = run_notebook("tradeoffs", out_dir=tmp_path, parameters=params, progress=False)
+    nb = nbformat.read(paths["notebook"], as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "16 / 16 cells done, 0 failed" in text and "— eo_gap" in text
+    import pandas as pd
+
+    res = pd.read_csv(tmp_path / "sweep_quick.csv")
+    assert len(res) == 16 and res["eo_gap"].notna().all() and res["robust_accuracy"].notna().all()
+    eff = pd.read_csv(tmp_path / "sweep_quick_effects.csv")
+    assert set(eff["constraint"]) == {"time", "prune_structured", "quantize"}
+    for fig in ("eo_gap_by_level", "eo_gap_vs_time", "robust_vs_time", "accuracy_vs_bytes", "eo_gap_interaction"):
+        assert (tmp_path / "figures" / f"sweep_quick_{fig}.png").is_file()

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 __all__ = ["check_parameters", "run_notebook", "notebook_dir", "NOTEBOOKS"]
 
-NOTEBOOKS = {"tour": "00_tour.ipynb", "bounds": "02_lower_bounds.ipynb", "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
+NOTEBOOKS = {"tour": "00_tour.ipynb", "tradeoffs": "01_tradeoffs.ipynb", "bounds": "02_lower_bounds.ipynb", "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
 
 
 def _type_ok(value, kind) -> bool:

@@ -37,11 +37,12 @@ from ._selection import (
 )
 from ._store import EXECUTORS, ResultStore, RunFailed, run_grid, run_key, worker_threads
 from ._sweep import (
-    CONSTRAINTS, MITIGATIONS, expand_grid, load_grid, run_sweep, sweep_cell, sweep_frame, sweep_status,
+    CONSTRAINTS, MITIGATIONS, describe_setting, expand_grid, load_grid, run_sweep, sweep_cell, sweep_effects,
+    sweep_findings, sweep_frame, sweep_status,
 )
 
 __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "worker_threads", "CONSTRAINTS",
-           "MITIGATIONS", "expand_grid", "load_grid", "run_sweep", "sweep_cell", "sweep_frame", "sweep_status", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
+           "MITIGATIONS", "expand_grid", "load_grid", "run_sweep", "sweep_cell", "sweep_frame", "sweep_status", "sweep_effects", "sweep_findings", "describe_setting", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
            "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance", "class_balance_reading",
            "SELECTOR_VERSION",

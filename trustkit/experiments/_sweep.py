@@ -33,7 +33,7 @@ from .._validation import _suggest
 from ._store import ResultStore, run_grid, run_key
 
 __all__ = ["CONSTRAINTS", "MITIGATIONS", "GRID_KEYS", "load_grid", "expand_grid", "sweep_cell", "run_sweep",
-           "sweep_status", "sweep_frame"]
+           "sweep_status", "sweep_frame", "sweep_effects", "sweep_findings", "describe_setting"]
 
 #: constraint type → what its levels mean
 CONSTRAINTS = {
@@ -479,3 +479,112 @@ def sweep_status(store) -> dict:
     failed = len(store.failures())
     return {"store": str(path), "done": done, "total": total, "failed": failed,
             "remaining": None if total is None else max(0, total - done)}
+
+
+# -- what a sweep says ------------------------------------------------------------------------
+_CELL = ["dataset", "model", "mitigation"]
+_NAMES = {"time": "cutting training time to {l:.0%} of the reference", "epochs": "training for {l:.0%} of the epochs",
+          "memory": "capping training memory at {l:.0%}", "params": "capping parameters at {l:.0%}",
+          "prune_unstructured": "pruning {l:.0%} of the weights (unstructured)",
+          "prune_structured": "pruning {l:.0%} of the neurons (structured)", "quantize": "quantising to {l}",
+          "distill": "distilling into a student of {l:.0%} width"}
+_METRIC_NAMES = {"eo_gap": "the EO gap", "dp_gap": "the DP gap", "accuracy": "accuracy",
+                 "robust_accuracy": "PGD accuracy", "ece": "calibration error (ECE)"}
+
+
+def describe_setting(constraint: str, level) -> str:
+    """Words for a constraint at a level ("pruning 80% of the neurons (structured)")."""
+    if constraint == "none":
+        return "the unconstrained reference"
+    return _NAMES[constraint].format(l=level if constraint == "quantize" else float(level))
+
+
+def sweep_effects(df: pd.DataFrame, *, metrics=("accuracy", "eo_gap", "robust_accuracy")) -> pd.DataFrame:
+    """Each constrained cell's change from its reference, paired by seed: mean ± std, 95% interval, p.
+
+    For every (dataset, model, mitigation, constraint, level) and metric: the per-seed difference
+    *cell − reference* (the same dataset, model, mitigation and seed without the constraint), its
+    mean, sample std, Student-t 95% interval, the paired t-test's two-sided p-value (scipy
+    ``ttest_rel``; NaN with fewer than 2 seeds or constant differences) and the number of seeds.
+
+    >>> import pandas as pd
+    >>> rows = [{"dataset": "d", "model": "m", "mitigation": "erm", "seed": s, "constraint": c, "level": lv,
+    ...          "eo_gap": g} for s, (g0, g1) in enumerate([(0.1, 0.2), (0.12, 0.21), (0.11, 0.23)])
+    ...         for c, lv, g in (("none", 1.0, g0), ("prune_structured", 0.8, g1))]
+    >>> e = sweep_effects(pd.DataFrame(rows), metrics=["eo_gap"])
+    >>> round(float(e["diff"].iloc[0]), 3), int(e["n"].iloc[0]), bool(e["p_value"].iloc[0] < 0.05)
+    (0.103, 3, True)
+    """
+    from scipy import stats as st
+
+    need = [*_CELL, "seed", "constraint", "level"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"sweep_effects needs columns {missing}; the frame has {list(df.columns)}")
+    df = df.assign(level=df["level"].astype(str))
+    ref = df[df["constraint"] == "none"].set_index([*_CELL, "seed"])
+    rows = []
+    for key, g in df[df["constraint"] != "none"].groupby([*_CELL, "constraint", "level"], sort=False):
+        cell = dict(zip([*_CELL, "constraint", "level"], key))
+        for m in metrics:
+            if m not in df.columns:
+                continue
+            pairs = []
+            for _, r in g.iterrows():
+                k = tuple(r[c] for c in _CELL) + (r["seed"],)
+                if k in ref.index and np.isfinite(r[m]) and np.isfinite(ref.loc[k, m]):
+                    pairs.append((float(ref.loc[k, m]), float(r[m])))
+            if not pairs:
+                continue
+            b, c = np.array(pairs).T
+            d = c - b
+            n = len(d)
+            sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+            p = float("nan")
+            if n > 1 and sd > 0:
+                p = float(st.ttest_rel(c, b).pvalue)
+            half = float(st.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+            rows.append({**cell, "metric": m, "reference": float(b.mean()), "value": float(c.mean()),
+                         "diff": float(d.mean()), "std": sd, "lo": float(d.mean()) - half, "hi": float(d.mean()) + half,
+                         "p_value": p, "n": n})
+    return pd.DataFrame(rows)
+
+
+def sweep_findings(effects: pd.DataFrame, *, metric: str = "eo_gap", alpha: float = 0.05, top: int = 5) -> list[str]:
+    """Sentences about ``metric`` computed from :func:`sweep_effects`, each with its uncertainty.
+
+    A change is called a change only when its paired p-value is below ``alpha`` with at least 3
+    seeds; otherwise the sentence says it is within noise, or that there are too few seeds to tell.
+    The ``top`` largest significant changes come first, then a line on what did not move.
+    """
+    e = effects[effects["metric"] == metric].copy()
+    name = _METRIC_NAMES.get(metric, metric)
+    if e.empty:
+        return [f"No constrained cell has {name} measured against its reference."]
+    e["significant"] = (e["n"] >= 3) & (e["p_value"] < alpha)
+    out = []
+
+    def sentence(r, verdict):
+        return (f"{describe_setting(r['constraint'], r['level'])[0].upper()}{describe_setting(r['constraint'], r['level'])[1:]} "
+                f"changed {name} on {r['dataset']} ({r['model']}, {r['mitigation']}) by {r['diff']:+.3f} ± {r['std']:.3f} "
+                f"(from {r['reference']:.3f} to {r['value']:.3f}; paired p = {r['p_value']:.3g}, {int(r['n'])} seeds){verdict}")
+
+    sig = e[e["significant"]].reindex(e[e["significant"]]["diff"].abs().sort_values(ascending=False).index)
+    for _, r in sig.head(top).iterrows():
+        out.append(sentence(r, "."))
+    if len(sig) > top:
+        out.append(f"{len(sig) - top} more cells changed {name} significantly (see the effects table).")
+    if int(e["n"].max()) < 3:
+        out.append(f"With {int(e['n'].max())} seed(s) per cell no change in {name} can be told from noise: "
+                   f"the largest was {e.loc[e['diff'].abs().idxmax(), 'diff']:+.3f}; run more seeds before reading the table.")
+        return out
+    quiet = e[~e["significant"]]
+    moved = set(zip(sig["constraint"], sig["level"]))
+    still = sorted({c for c in quiet["constraint"] if not any(c == m[0] for m in moved)})
+    if still:
+        out.append(f"Within noise for {name} at every level tried (p ≥ {alpha} or < 3 seeds): "
+                   + ", ".join(still) + ".")
+    if sig.empty:
+        out.append(f"No constraint changed {name} beyond noise in this sweep (largest change "
+                   f"{e.loc[e['diff'].abs().idxmax(), 'diff']:+.3f}).")
+    return out
