@@ -199,3 +199,34 @@ def test_sweep_command_line_status_and_refusals(tmp_path, capsys):
     bad.write_text(json.dumps({**TINY, "mitigations": ["dro"]}))
     assert main(["sweep", str(bad), "--store", str(tmp_path / "s")]) == 2
     assert "unknown mitigation 'dro'" in capsys.readouterr().err
+
+
+def _planted_effects_frame(seeds=5):
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(seeds):
+        base = 0.20 + rng.normal(0, 0.01)
+        rows.append({"dataset": "compas", "model": "mlp", "mitigation": "erm", "seed": s, "constraint": "none",
+                     "level": 1.0, "eo_gap": base})
+        rows.append({"dataset": "compas", "model": "mlp", "mitigation": "erm", "seed": s, "constraint": "prune_structured",
+                     "level": 0.9, "eo_gap": base + 0.05 + rng.normal(0, 0.005)})  # a planted widening
+        rows.append({"dataset": "compas", "model": "mlp", "mitigation": "erm", "seed": s, "constraint": "quantize",
+                     "level": "int8", "eo_gap": base + rng.normal(0, 0.01)})  # nothing planted
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def test_findings_report_a_planted_effect_and_call_the_rest_noise():
+    from trustkit.experiments import sweep_effects, sweep_findings
+
+    eff = sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]).set_index("constraint")
+    assert eff.loc["prune_structured", "diff"] == pytest.approx(0.05, abs=0.006)
+    assert eff.loc["prune_structured", "p_value"] < 1e-4 and eff.loc["quantize", "p_value"] > 0.05
+    assert eff.loc["prune_structured", "lo"] > 0 > eff.loc["quantize", "lo"]
+    lines = sweep_findings(sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]), metric="eo_gap")
+    assert lines[0].startswith("Pruning 90% of the neurons (structured) changed the EO gap on compas (mlp, erm) by +0.04")
+    assert "5 seeds" in lines[0]
+    assert any("Within noise" in line and "quantize" in line for line in lines)
+    few = sweep_findings(sweep_effects(_planted_effects_frame(seeds=2), metrics=["eo_gap"]), metric="eo_gap")
+    assert len(few) == 1 and "no change in the EO gap can be told from noise" in few[0]
