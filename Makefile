@@ -67,6 +67,8 @@ bench: venv
 	$(PY) benchmarks/vtrust_robust.py --seeds 3
 	$(PY) benchmarks/scheduler_overhead.py
 	$(PY) benchmarks/adaptive_vs_static.py --seeds 5
+	$(PY) benchmarks/compression.py --seeds 3
+	$(PY) benchmarks/sweep_scaling.py
 
 clean-reports:
 	rm -rf reports
