@@ -8,7 +8,7 @@ from torch import nn
 
 from trustkit.budget import count_flops
 from trustkit.compress import (
-    Compressed, DistillationLoss, GroupDropConstraint, GroupLoss, attack_surrogate, compression_impact,
+    DistillationLoss, GroupDropConstraint, GroupLoss, attack_surrogate, compression_impact,
     constrained_finetune, distill, fake_quantize_weights, finetune, footprint, inference_cost, model_bytes,
     prune_structured, prune_unstructured, quantize,
 )

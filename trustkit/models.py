@@ -143,7 +143,7 @@ def capped_kwargs(name: str, *, input_shape: tuple[int, ...], n_classes: int, ma
 
     def at(w: int) -> dict:
         out = {**kwargs, knob: w}
-        for k, f in scaled.items():
+        for k in scaled:
             out[k] = max(1, round(base[k] * w / top))
         return out
 
