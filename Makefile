@@ -51,7 +51,7 @@ demo: venv
 	$(VENV)/bin/trustkit demo --out reports
 
 demo-full: venv
-	$(VENV)/bin/trustkit report tour --out reports/full -p quick false -p seeds '[0,1,2,3,4]' -p time_budget_s 10.0 -p static_charts true
+	$(VENV)/bin/trustkit report tour --out reports/full -p quick false -p seeds '[0,1,2,3,4]' -p time_budget_s 10.0 -p static_charts true -p datasets '["adult","compas","german","fashion_mnist"]'
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules trustkit tests $(PYTEST_ARGS)
