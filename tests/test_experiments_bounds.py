@@ -59,3 +59,14 @@ def test_fairness_penalty_moves_the_gaussian_model_along_the_frontier():
     fair, plain = df[df.lam == 4.0].iloc[0], df[df.lam == 0.0].iloc[0]
     assert fair.dp_gap < plain.dp_gap - 0.1
     assert fair.accuracy < plain.accuracy
+
+
+def test_an_existing_comparison_runs_in_local_processes_with_the_same_results(tmp_path):
+    seq = gap_vs_steps("german", T_grid=[4, 16], seeds=[0, 1], progress=False)
+    par = gap_vs_steps("german", T_grid=[4, 16], seeds=[0, 1], store=tmp_path, progress=False,
+                       executor="processes", workers=2)
+    # same runs; a worker's single torch thread may round a last bit differently from two threads
+    assert par["T"].tolist() == seq["T"].tolist() and par["seed"].tolist() == seq["seed"].tolist()
+    assert par["dp_gap"].tolist() == pytest.approx(seq["dp_gap"].tolist(), abs=0.02)
+    assert par["accuracy"].tolist() == pytest.approx(seq["accuracy"].tolist(), abs=0.02)
+    assert len(list(tmp_path.glob("*.json"))) == 4

@@ -322,8 +322,12 @@ def adaptive_comparison(
     store: ResultStore | str | None = None,
     loader: Mapping | None = None,
     progress: bool = True,
+    executor: str = "sequential", workers: int | None = None, scheduler_address: str | None = None,
 ) -> pd.DataFrame:
     """Every method on ``dataset`` in every regime and seed; one row per run (resumable with ``store``).
+
+    ``executor``, ``workers`` and ``scheduler_address`` choose where runs happen (sequentially, local
+    processes, a Dask cluster), as in :func:`run_grid`; results and resuming are the same.
 
     ``methods`` defaults to all that apply to the task (fairness-only methods need a sensitive
     attribute). The ATATS bandit is first trained on ``bandit_episodes`` runs with other task seeds
@@ -371,7 +375,8 @@ def adaptive_comparison(
     def run(cfg):
         return adaptive_run(cfg, bandit_state=bandits.get(cfg["regime"]) if cfg["method"] == "atats_bandit" else None)
 
-    df = run_grid(configs, run, store=store, progress=progress, desc=f"{dataset}: adaptive runs")
+    df = run_grid(configs, run, store=store, progress=progress, desc=f"{dataset}: adaptive runs",
+                    executor=executor, workers=workers, scheduler_address=scheduler_address)
     for col in ("dp_gap", "eo_gap", "eo_gap_mean"):  # absent on tasks without a sensitive attribute
         if col not in df:
             df[col] = np.nan

@@ -48,11 +48,13 @@ def _gap_run(cfg) -> dict:
 
 def gap_vs_steps(dataset: str = "compas", *, T_grid: Sequence[int] = (8, 16, 32, 64, 128, 256), seeds: Sequence[int] = (0, 1, 2),
                  lam_fair: float = 2.0, batch_size: int = 64, lr: float = 1e-3, store: ResultStore | str | None = None,
-                 progress: bool = True) -> pd.DataFrame:
+                 progress: bool = True, executor: str = "sequential", workers: int | None = None,
+                 scheduler_address: str | None = None) -> pd.DataFrame:
     """DP gap reached after exactly T steps of training with a fairness penalty (one row per T and seed).
 
     The model is the 2-layer MLP, the loss ``CE + lam_fair · soft DP gap``; T counts optimiser steps
     of ``batch_size`` examples. The gap is measured on the test split (hard predictions).
+    ``executor``, ``workers`` and ``scheduler_address`` choose where runs happen, as in :func:`run_grid`.
     """
     grid = _check_grid("T_grid", T_grid)
     check_positive("lam_fair", lam_fair)
@@ -60,7 +62,8 @@ def gap_vs_steps(dataset: str = "compas", *, T_grid: Sequence[int] = (8, 16, 32,
         store = ResultStore(store)
     configs = [{"job": "gap_vs_steps", "dataset": dataset, "T": T, "seed": int(s), "lam_fair": float(lam_fair),
                 "batch_size": int(batch_size), "lr": float(lr)} for T in grid for s in seeds]
-    return run_grid(configs, _gap_run, store=store, progress=progress, desc=f"{dataset}: gap vs T")
+    return run_grid(configs, _gap_run, store=store, progress=progress, desc=f"{dataset}: gap vs T",
+                    executor=executor, workers=workers, scheduler_address=scheduler_address)
 
 
 def oracle_gap_vs_steps(*, T_grid: Sequence[int] = (16, 64, 256, 1024), sigma: float = 0.5, v: float = 0.3,

@@ -66,8 +66,12 @@ def erm_overview(
     store: ResultStore | str | None = None,
     dataset_kwargs: Mapping[str, Mapping] | None = None,
     progress: bool = True,
+    executor: str = "sequential", workers: int | None = None, scheduler_address: str | None = None,
 ) -> pd.DataFrame:
     """Train ERM on each dataset and seed under a time budget and measure its full trust profile.
+
+    ``executor``, ``workers`` and ``scheduler_address`` choose where runs happen (sequentially, local
+    processes, a Dask cluster), as in :func:`run_grid`; results and resuming are the same.
 
     One row per (dataset, seed): test utility, fairness, adversarial, corruption/noise and OOD
     metrics, the clean test accuracy when trained on labels flipped at ``label_noise`` (tables),
@@ -95,4 +99,5 @@ def erm_overview(
     for c in configs:
         if dataset_kwargs.get(c["dataset"]):
             c["loader"] = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in dataset_kwargs[c["dataset"]].items()}
-    return run_grid(configs, _erm_run, store=store, progress=progress, desc="ERM runs")
+    return run_grid(configs, _erm_run, store=store, progress=progress, desc="ERM runs",
+                    executor=executor, workers=workers, scheduler_address=scheduler_address)

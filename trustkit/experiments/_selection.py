@@ -104,8 +104,12 @@ def selection_comparison(
     dataset_kwargs: Mapping | None = None,
     store: ResultStore | str | None = None,
     progress: bool = True,
+    executor: str = "sequential", workers: int | None = None, scheduler_address: str | None = None,
 ) -> pd.DataFrame:
     """Select a subset with each method, retrain the MLP on it, and report test metrics per seed.
+
+    ``executor``, ``workers`` and ``scheduler_address`` choose where runs happen (sequentially, local
+    processes, a Dask cluster), as in :func:`run_grid`; results and resuming are the same.
 
     The seed fixes the split, the selection and the retraining. ``select_x`` is the selection
     time as a multiple of one plain whole-data training run measured in the same process.
@@ -130,7 +134,8 @@ def selection_comparison(
                 if dataset_kwargs:
                     cfg["loader"] = dict(dataset_kwargs)
                 configs.append(cfg)
-    df = run_grid(configs, _selection_run, store=store, progress=progress, desc="selection runs")
+    df = run_grid(configs, _selection_run, store=store, progress=progress, desc="selection runs",
+                    executor=executor, workers=workers, scheduler_address=scheduler_address)
     df["label"] = [m if lam is None or m not in _LAMBDA_METHODS else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
     return df
 
@@ -349,6 +354,7 @@ def robust_selection_comparison(
     dataset_kwargs: Mapping | None = None,
     store: ResultStore | str | None = None,
     progress: bool = True,
+    executor: str = "sequential", workers: int | None = None, scheduler_address: str | None = None,
 ) -> pd.DataFrame:
     """VTruST-R against clean training, UAug, SAug and a random subset of the SAug pool (images).
 
@@ -366,4 +372,5 @@ def robust_selection_comparison(
                 "lam": float(lam), "epochs": int(epochs), "saug_rounds": int(saug_rounds),
                 **({"loader": dict(dataset_kwargs)} if dataset_kwargs else {})}
                for s in seeds for m in methods]
-    return run_grid(configs, _robust_selection_run, store=store, progress=progress, desc="robust selection runs")
+    return run_grid(configs, _robust_selection_run, store=store, progress=progress, desc="robust selection runs",
+                    executor=executor, workers=workers, scheduler_address=scheduler_address)
