@@ -56,7 +56,7 @@ class _SelectedCrossEntropy:
         self.mask = torch.ones(n)
 
     def __call__(self, model, batch: Batch, logits):
-        w = self.mask[batch.idx].to(logits.dtype)
+        w = self.mask[batch.idx.cpu()].to(device=logits.device, dtype=logits.dtype)
         ce = F.cross_entropy(logits, batch.y, reduction="none")
         return (w * ce).sum() / w.sum().clamp_min(1.0)
 

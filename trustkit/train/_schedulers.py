@@ -675,9 +675,10 @@ class FairBatch(Scheduler):
         X = torch.as_tensor(tr.X[:n])
         y = torch.as_tensor(tr.y[:n]).long()
         a = torch.as_tensor(tr.a[:n]).long()
+        dev = next((p.device for p in state.model.parameters()), torch.device("cpu"))
         with torch.no_grad():
             state.model.eval()
-            losses = F.cross_entropy(state.model(X), y, reduction="none")
+            losses = F.cross_entropy(state.model(X.to(dev)), y.to(dev), reduction="none").cpu()
             state.model.train()
         for label in (0, 1):
             m = y == label
