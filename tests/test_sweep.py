@@ -230,3 +230,23 @@ def test_findings_report_a_planted_effect_and_call_the_rest_noise():
     assert any("Within noise" in line and "quantize" in line for line in lines)
     few = sweep_findings(sweep_effects(_planted_effects_frame(seeds=2), metrics=["eo_gap"]), metric="eo_gap")
     assert len(few) == 1 and "no change in the EO gap can be told from noise" in few[0]
+
+
+def test_a_memory_cap_keeps_the_width_and_shrinks_the_batch_first(compas_task):
+    from trustkit.budget import training_memory_mb
+    from trustkit.experiments._sweep import _memory_fit
+    from trustkit.models import make_model
+
+    def est(hidden, batch):
+        m = make_model("mlp", input_shape=compas_task.input_shape, n_classes=2, hidden=hidden)
+        return training_memory_mb(m, compas_task.input_shape, batch_size=batch)
+
+    full = est(128, 256)
+    for level in (0.5, 0.25, 0.1):
+        kw, batch = _memory_fit("mlp", {"hidden": 128}, compas_task, level * full, 256)
+        assert est(kw["hidden"], batch) <= level * full  # it fits
+        assert batch < 256  # the batch went first
+        if kw["hidden"] < 128:  # narrower only when even a batch of 32 did not fit at full width
+            assert batch == 32 and est(kw["hidden"] + 1, 32) > level * full
+    with pytest.raises(ValueError, match="below the smallest mlp"):
+        _memory_fit("mlp", {"hidden": 128}, compas_task, 1e-4, 256)

@@ -41,7 +41,8 @@ CONSTRAINTS = {
     "time": "training time as a fraction of the reference cell's measured training time (Budget.time_s)",
     "epochs": "training epochs as a fraction of the grid's epochs",
     "memory": "training memory (weights, gradients, optimiser state, activations) as a fraction of the "
-              "reference model's estimate; the widest model of the family that fits is trained",
+              "reference model's estimate; the widest model that fits at a batch of 32 is trained, with the "
+              "grid's batch size halved until it fits",
     "params": "parameters as a fraction of the reference model's; the widest model that fits is trained",
     "prune_unstructured": "share of weights zeroed by global magnitude pruning after training (then a fine-tune)",
     "prune_structured": "share of neurons/channels removed after training (a smaller dense model; then a fine-tune)",
@@ -259,36 +260,47 @@ def _scaled(family: str, kwargs: Mapping, fraction: float) -> dict:
     return out
 
 
-def _memory_fit(family: str, kwargs: Mapping, task, cap_mb: float, batch_size: int) -> dict:
-    """The widest model of the family (at most the reference width) whose training estimate fits ``cap_mb``."""
+def _memory_fit(family: str, kwargs: Mapping, task, cap_mb: float, batch_size: int) -> tuple[dict, int]:
+    """The widest model (at most the reference width), then the largest batch, whose training estimate fits ``cap_mb``.
+
+    Capacity is kept first: the width is the largest that fits at a batch of 32, and the batch size
+    is then the grid's, halved until it fits (inputs and activations of a small model often take
+    more memory than its weights, and a smaller batch is what a person short of memory tries
+    first). Returns (model arguments, batch size).
+    """
     from ..budget import training_memory_mb
     from ..models import make_model
 
     knob = _WIDTH_KNOB[family]
     top = int(kwargs.get(knob, _DEFAULT_WIDTH[family]))
+    smallest_batch = min(32, int(batch_size))
 
-    def mb(w):
+    def mb(w, b):
         kw = _scaled(family, kwargs, w / top)
         return training_memory_mb(make_model(family, input_shape=task.input_shape, n_classes=task.n_classes, **kw),
-                                  task.input_shape, batch_size=batch_size)
+                                  task.input_shape, batch_size=b)
 
-    if mb(1) > cap_mb:
+    if mb(1, smallest_batch) > cap_mb:
         raise ValueError(f"a memory cap of {cap_mb:.3g} MB is below the smallest {family} for {task.name} "
-                         f"({mb(1):.3g} MB at batch size {batch_size})")
+                         f"({mb(1, smallest_batch):.3g} MB at batch size {smallest_batch}); raise the level")
     lo, hi = 1, top
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if mb(mid) <= cap_mb else (lo, mid - 1)
-    return _scaled(family, kwargs, lo / top)
+        lo, hi = (mid, hi) if mb(mid, smallest_batch) <= cap_mb else (lo, mid - 1)
+    b = int(batch_size)
+    while b > smallest_batch and mb(lo, b) > cap_mb:
+        b = max(smallest_batch, b // 2)
+    return _scaled(family, kwargs, lo / top), b
 
 
-def _train(cell, task, model_kwargs, *, epochs, budget=None, lam=None):
+def _train(cell, task, model_kwargs, *, epochs, budget=None, lam=None, batch_size=None):
     from ..train import Trainer
 
     terms, weights, callbacks = _terms(cell, task, lam)
     trainer = Trainer(model=cell["family"], model_kwargs=model_kwargs, terms=terms, weights=weights,
                       callbacks=callbacks, epochs=epochs, lr=float(cell["train_lr"]),
-                      batch_size=int(cell["train_batch_size"]), budget=budget, seed=int(cell["seed"]), progress=False)
+                      batch_size=int(batch_size or cell["train_batch_size"]), budget=budget, seed=int(cell["seed"]),
+                      progress=False)
     record = trainer.fit(task)
     return trainer.model_.eval(), record, terms
 
@@ -344,7 +356,7 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
         _, lam, model, record, terms = best
         out["fair_lambda"] = lam
     else:
-        budget = None
+        budget, batch_size = None, int(cell["train_batch_size"])
         if ctype == "epochs":
             epochs = max(1, int(round(float(level) * epochs)))
         elif ctype == "time":
@@ -357,8 +369,9 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
             full = training_memory_mb(make_model(family, input_shape=task.input_shape, n_classes=task.n_classes, **kwargs),
                                       task.input_shape, batch_size=int(cell["train_batch_size"]))
             out["memory_cap_mb"] = float(level) * full
-            kwargs = _memory_fit(family, kwargs, task, out["memory_cap_mb"], int(cell["train_batch_size"]))
-        model, record, terms = _train(cell, task, kwargs, epochs=epochs, budget=budget, lam=lam)
+            kwargs, batch_size = _memory_fit(family, kwargs, task, out["memory_cap_mb"], batch_size)
+        out["batch_size_used"] = batch_size
+        model, record, terms = _train(cell, task, kwargs, epochs=epochs, budget=budget, lam=lam, batch_size=batch_size)
         if mit == "fair_penalty":
             out["fair_lambda"] = lam
     dense = model
