@@ -250,3 +250,17 @@ def test_a_memory_cap_keeps_the_width_and_shrinks_the_batch_first(compas_task):
             assert batch == 32 and est(kw["hidden"] + 1, 32) > level * full
     with pytest.raises(ValueError, match="below the smallest mlp"):
         _memory_fit("mlp", {"hidden": 128}, compas_task, 1e-4, 256)
+
+
+def test_a_gap_closed_by_collapsing_to_one_class_is_named_as_such():
+    from trustkit.experiments import sweep_effects, sweep_findings
+
+    df = _planted_effects_frame()
+    df["accuracy"] = 0.8
+    narrowed = df["constraint"] == "prune_structured"
+    df.loc[narrowed, "eo_gap"] = df.loc[narrowed, "eo_gap"] - 0.15  # the gap closes...
+    df.loc[narrowed, "accuracy"] = 0.55 + 0.001 * df.loc[narrowed, "seed"]  # ...with accuracy at the base rate
+    lines = sweep_findings(sweep_effects(df, metrics=["eo_gap", "accuracy"]), metric="eo_gap")
+    assert "accuracy fell by 0.248" in lines[0] and "predicts one class" in lines[0]
+    plain = sweep_findings(sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]), metric="eo_gap")
+    assert "predicts one class" not in plain[0]

@@ -582,9 +582,19 @@ def sweep_findings(effects: pd.DataFrame, *, metric: str = "eo_gap", alpha: floa
                 f"changed {name} on {r['dataset']} ({r['model']}, {r['mitigation']}) by {r['diff']:+.3f} ± {r['std']:.3f} "
                 f"(from {r['reference']:.3f} to {r['value']:.3f}; paired p = {r['p_value']:.3g}, {int(r['n'])} seeds){verdict}")
 
+    acc = effects[effects["metric"] == "accuracy"].set_index([*_CELL, "constraint", "level"])["diff"]
+
+    def verdict(r) -> str:
+        """A narrowed gap that comes with a large accuracy loss is named for what it is."""
+        key = tuple(r[c] for c in [*_CELL, "constraint", "level"])
+        if metric in ("eo_gap", "dp_gap") and r["diff"] < 0 and key in acc.index and acc.loc[key] < -0.05:
+            return (f"; accuracy fell by {-acc.loc[key]:.3f} in the same cells: the gap closed mostly because the "
+                    "model predicts one class more often, not because it treats the groups more alike.")
+        return "."
+
     sig = e[e["significant"]].reindex(e[e["significant"]]["diff"].abs().sort_values(ascending=False).index)
     for _, r in sig.head(top).iterrows():
-        out.append(sentence(r, "."))
+        out.append(sentence(r, verdict(r)))
     if len(sig) > top:
         out.append(f"{len(sig) - top} more cells changed {name} significantly (see the effects table).")
     if int(e["n"].max()) < 3:
