@@ -7,7 +7,7 @@ divided by the workers). Then the kill-and-resume check: the sweep runs in a chi
 records are counted (expected: every cell exactly once, the ones finished before the kill byte for
 byte unchanged).
 
-    .venv/bin/python benchmarks/sweep_scaling.py [--grid grids/quick.yaml] [--workers 2]
+    .venv/bin/python benchmarks/sweep_scaling.py [--grid grids/scaling.yaml] [--workers 2]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--grid", default=str(ROOT / "grids" / "quick.yaml"))
+    ap.add_argument("--grid", default=str(ROOT / "grids" / "scaling.yaml"))
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     n = len(expand_grid(args.grid))
