@@ -160,7 +160,7 @@ def training_memory_mb(model: torch.nn.Module, input_shape, *, batch_size: int, 
     ``batch_size``, counted on the meta device (no memory is used, nothing is computed).
 
     >>> round(training_memory_mb(torch.nn.Linear(1000, 1000), (1000,), batch_size=1), 2)
-    15.28
+    15.29
     """
     import torch.nn.functional as F
 
