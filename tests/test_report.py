@@ -66,12 +66,27 @@ def test_tour_notebook_runs_in_quick_mode(tmp_path):
     assert (tmp_path / "figures" / "corruption_severity.png").is_file()
 
 
-@pytest.mark.notebook
-def test_tour_notebook_rejects_a_wrong_parameter_type(tmp_path):
-    import papermill as pm
-
-    with pytest.raises(pm.PapermillExecutionError, match="parameter 'seeds' must be list of int"):
+def test_wrong_parameter_names_and_types_are_refused_before_the_notebook_runs(tmp_path):
+    with pytest.raises(TypeError, match="parameter 'seeds' must be list of int"):
         run_notebook("tour", out_dir=tmp_path, parameters={"seeds": "0,1"}, html=False, progress=False)
+    with pytest.raises(ValueError, match="has no parameter 'seed'. Did you mean 'seeds'"):
+        run_notebook("tradeoffs", out_dir=tmp_path, parameters={"seed": [0]}, html=False, progress=False)
+    assert not list(tmp_path.glob("*.ipynb"))  # nothing ran
+
+
+@pytest.mark.notebook
+def test_report_html_hides_the_code_unless_asked(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("# papermill parameters (quick preset)\nquick: bool = True\nout_dir: str = '.'",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("secret_code_marker = 6 * 7\nprint('the answer is', secret_code_marker)"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    src = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, src)
+    hidden = run_notebook(src, out_dir=tmp_path / "a", progress=False)["html"].read_text()
+    assert "the answer is 42" in hidden and "secret_code_marker = 6" not in hidden
+    shown = run_notebook(src, out_dir=tmp_path / "b", progress=False, show_code=True)["html"].read_text()
+    assert "the answer is 42" in shown and "secret_code_marker" in shown
 
 
 def _cli(*args):
@@ -148,7 +163,7 @@ def test_adaptive_notebook_runs_in_quick_mode(tmp_path):
 def test_adaptive_notebook_rejects_bad_parameters(tmp_path):
     import papermill as pm
 
-    with pytest.raises(pm.PapermillExecutionError, match="parameter 'regimes' must be list of str"):
+    with pytest.raises(TypeError, match="parameter 'regimes' must be list of str"):  # refused before it runs
         run_notebook("adaptive", out_dir=tmp_path, parameters={"regimes": "low"}, html=False, progress=False)
     with pytest.raises(pm.PapermillExecutionError, match=r"parameter 'schedulers' has \['causal'\]; allowed"):
         run_notebook("adaptive", out_dir=tmp_path, parameters={"schedulers": ["causal"]}, html=False, progress=False)

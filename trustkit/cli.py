@@ -35,7 +35,8 @@ def _cmd_report(args) -> int:
     from .report import run_notebook
 
     params = {k: _parse_value(v) for k, v in (args.parameter or [])}
-    paths = run_notebook(args.notebook, out_dir=args.out, parameters=params, html=not args.no_html)
+    paths = run_notebook(args.notebook, out_dir=args.out, parameters=params, html=not args.no_html,
+                         show_code=args.show_code)
     for k, p in paths.items():
         print(f"{k}: {p}")
     return 0
@@ -196,11 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=_cmd_demo)
 
     r = sub.add_parser("report", help="run a notebook through papermill with parameters")
-    r.add_argument("notebook", help="path or short name (tour, bounds, adaptive, vtrust)")
+    r.add_argument("notebook", help="path or short name (tour, tradeoffs, bounds, adaptive, vtrust)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="a papermill parameter; VALUE is parsed as JSON when it can be (true, 3, [0,1])")
     r.add_argument("--out", default="reports")
     r.add_argument("--no-html", action="store_true")
+    r.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML (hidden by default)")
     r.set_defaults(fn=_cmd_report)
 
     s = sub.add_parser("datasets", help="which datasets are available, their sizes and sensitive-group balance")

@@ -10,7 +10,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["check_parameters", "run_notebook", "notebook_dir", "NOTEBOOKS"]
+__all__ = ["check_parameters", "check_notebook_parameters", "run_notebook", "notebook_dir", "NOTEBOOKS"]
 
 NOTEBOOKS = {"tour": "00_tour.ipynb", "tradeoffs": "01_tradeoffs.ipynb", "bounds": "02_lower_bounds.ipynb", "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
 
@@ -65,6 +65,39 @@ def check_parameters(values: Mapping[str, Any], spec: Mapping[str, Any], *, choi
             raise ValueError(f"notebook parameter {name!r} has {bad}; allowed: {list(allowed)}")
 
 
+_ANNOTATIONS = {"bool": bool, "int": int, "float": float, "str": str, "list[int]": [int], "list[str]": [str],
+                "list[float]": [float], "Optional[str]": (str, None), "Optional[int]": (int, None),
+                "Optional[float]": (float, None)}
+
+
+def check_notebook_parameters(path: str | Path, parameters: Mapping[str, Any]) -> None:
+    """Refuse, before the notebook runs, a parameter it does not declare or a value of the wrong type.
+
+    The declared names and types are read from the notebook's ``parameters`` cell (papermill's
+    inspection of its annotated assignments: ``seeds: list[int] = [0, 1]``).
+
+    >>> check_notebook_parameters(notebook_dir() / NOTEBOOKS["tour"], {"seed": [0]})
+    Traceback (most recent call last):
+    ...
+    ValueError: notebook 00_tour.ipynb has no parameter 'seed'. Did you mean 'seeds'? Its parameters: csv_label, csv_path, csv_positive_label, csv_sensitive, datasets, epochs, label_noise, out_dir, quick, seeds, static_charts, time_budget_s
+    """
+    import difflib
+
+    import papermill as pm
+
+    path = Path(path)
+    declared = pm.inspect_notebook(str(path))
+    for name, value in parameters.items():
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"notebook {path.name} has no parameter {name!r}.{hint} Its parameters: "
+                             f"{', '.join(sorted(declared))}")
+        kind = _ANNOTATIONS.get(declared[name].get("inferred_type_name") or "")
+        if kind is not None and not _type_ok(value, kind):
+            raise TypeError(f"notebook parameter {name!r} must be {_name(kind)}; got {value!r} ({type(value).__name__})")
+
+
 def notebook_dir() -> Path:
     """The repository's ``notebooks/`` folder (notebooks are not installed with the package)."""
     here = Path(__file__).resolve().parents[1] / "notebooks"
@@ -81,11 +114,15 @@ def run_notebook(
     html: bool = True,
     kernel: str = "python3",
     progress: bool = True,
+    show_code: bool = False,
 ) -> dict[str, Path]:
     """Execute a notebook with papermill and (optionally) export it to HTML.
 
-    ``notebook`` is a path or a short name from :data:`NOTEBOOKS` (``"tour"``). Returns the paths
-    of the executed notebook and the HTML file under ``out_dir``.
+    ``notebook`` is a path or a short name from :data:`NOTEBOOKS` (``"tour"``). Parameters the
+    notebook does not declare, or of the wrong type, are refused before it runs
+    (:func:`check_notebook_parameters`). The HTML is for readers: code cells and prompts are
+    hidden unless ``show_code``. Returns the paths of the executed notebook and the HTML file
+    under ``out_dir``.
     """
     import papermill as pm
 
@@ -98,6 +135,7 @@ def run_notebook(
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / path.name
     params = dict(parameters or {})
+    check_notebook_parameters(path, params)
     params.setdefault("out_dir", str(out_dir.resolve()))
     pm.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel,
                         progress_bar=progress, cwd=str(path.parent))
@@ -106,7 +144,9 @@ def run_notebook(
         import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+        exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=not show_code,
+                                exclude_output_prompt=not show_code)
+        body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
         out["html"] = executed.with_suffix(".html")
         out["html"].write_text(body, encoding="utf-8")
     return out
