@@ -15,9 +15,24 @@ PYTEST_ARGS ?=
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 APT_GET ?= apt-get
 
-.PHONY: venv data demo demo-full test test-fast bench clean-reports clean
+.PHONY: venv data browser demo demo-full test test-fast bench clean-reports clean
 
-venv: $(STAMP) data
+venv: $(STAMP) data browser
+
+# never fails: without Debian's chromium the browser test of the offline report skips, naming it
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: found (/usr/bin/chromium)"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v $(APT_GET) >/dev/null 2>&1; then \
+	  echo "chromium: installing Debian's package with $(APT_GET) (for the offline-report browser test)"; \
+	  apt="$(APT_GET) -q -o Acquire::http::Timeout=30"; \
+	  DEBIAN_FRONTEND=noninteractive $$apt install -y chromium \
+	  || { $$apt update && DEBIAN_FRONTEND=noninteractive $$apt install -y chromium; } \
+	  || true; \
+	fi; \
+	if [ -x /usr/bin/chromium ]; then echo "chromium: installed"; else \
+	  echo "chromium: not found. Install it with 'sudo apt-get install chromium' (Debian/Ubuntu);" \
+	    "until then the browser test of the offline report skips."; \
+	fi
 
 # never fails: without the files the Fashion-MNIST tests skip, naming the package to install
 data:

@@ -210,3 +210,62 @@ def test_tradeoffs_notebook_runs_in_quick_mode(tmp_path):
     assert set(eff["constraint"]) == {"time", "prune_structured", "quantize"}
     for fig in ("eo_gap_by_level", "eo_gap_vs_time", "robust_vs_time", "accuracy_vs_bytes", "eo_gap_interaction"):
         assert (tmp_path / "figures" / f"sweep_quick_{fig}.png").is_file()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _chart_notebook(path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("# papermill parameters (quick preset)\nquick: bool = True\nout_dir: str = '.'",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("Two interactive charts: $x^2$"),
+        nbformat.v4.new_code_cell("import altair as alt, pandas as pd\n"
+                                  "df = pd.DataFrame({'x': range(10), 'y': [v * v for v in range(10)]})\n"
+                                  "alt.Chart(df).mark_line().encode(x='x', y='y')"),
+        nbformat.v4.new_code_cell("alt.Chart(df).mark_bar().encode(x='x:O', y='y')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, path)
+
+
+def test_offline_html_inlines_the_chart_libraries_once_and_drops_cdn_scripts():
+    from trustkit.report import offline_html
+
+    chart = '<div id="altair-viz-1"></div><script>maybeLoadScript("vega", "6"); maybeLoadScript("vega-embed", "7")</script>'
+    page = ('<html><head><script src="https://cdnjs.cloudflare.com/require.min.js"></script></head><body>'
+            + chart + chart + "</body></html>")
+    out = offline_html(page)
+    assert "cdnjs" not in out and out.count("window.vegaEmbed=") == 1
+    assert '"vega_version": "6"' in out and '"vegaembed_version": "7"' in out
+    assert out.index("window.vegaEmbed=") < out.index("altair-viz-1")  # the libraries load before any chart
+    assert offline_html("<html><head></head><body>no charts</body></html>") == "<html><head></head><body>no charts</body></html>"
+
+
+@pytest.mark.notebook
+def test_a_report_page_draws_every_chart_in_a_browser_without_network(tmp_path):
+    if not CHROMIUM.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (make installs it with apt: apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package (requirements.txt)")
+    src = tmp_path / "charts.ipynb"
+    _chart_notebook(src)
+    html = run_notebook(src, out_dir=tmp_path / "out", progress=False)["html"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(offline=True)
+            page = context.new_page()
+            errors, requests = [], []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:")) else requests.append(r.url))
+            page.goto(html.as_uri())
+            charts = page.locator("div[id^=altair-viz-]")
+            page.wait_for_function("() => [...document.querySelectorAll('div[id^=altair-viz-]')]"
+                                   ".every(d => d.querySelector('svg, canvas'))", timeout=20_000)
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            assert charts.count() == 2
+            assert not errors and not requests, (errors, requests)
+            assert page.locator(".error").count() == 0
+        finally:
+            browser.close()
+    assert (tmp_path / "report.png").stat().st_size > 1000

@@ -6,11 +6,12 @@ wrong parameter type fails at once with a message naming the parameter and what 
 
 from __future__ import annotations
 
+import re
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["check_parameters", "check_notebook_parameters", "run_notebook", "notebook_dir", "NOTEBOOKS"]
+__all__ = ["check_parameters", "check_notebook_parameters", "run_notebook", "notebook_dir", "offline_html", "NOTEBOOKS"]
 
 NOTEBOOKS = {"tour": "00_tour.ipynb", "tradeoffs": "01_tradeoffs.ipynb", "bounds": "02_lower_bounds.ipynb", "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
 
@@ -98,6 +99,43 @@ def check_notebook_parameters(path: str | Path, parameters: Mapping[str, Any]) -
             raise TypeError(f"notebook parameter {name!r} must be {_name(kind)}; got {value!r} ({type(value).__name__})")
 
 
+_EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
+# nbconvert's loader of the ipywidgets HTML manager (from unpkg): widgets need a live kernel anyway
+_WIDGET_LOADER = re.compile(r"<script>\s*\(function\(\) \{\s*function addWidgetsRenderer\(\).*?</script>", re.S)
+_ALTAIR_LOAD = re.compile(r'maybeLoadScript\("([a-z-]+)", "([^"]+)"\)')
+
+
+def offline_html(html: str) -> str:
+    """Make an exported notebook page render without any network.
+
+    Scripts fetched from a CDN are removed (require.js, MathJax: TeX in markdown then shows as
+    written, and the ipywidgets loader: widget panels need a running kernel and stay empty). If the page holds Altair charts, the Vega, Vega-Lite and Vega-Embed libraries that
+    vl-convert ships are inlined **once** in the page's head (about 0.9 MB), and Altair's loader is
+    told they are there (``VEGA_DEBUG``), so every chart draws from the inline copy instead of
+    fetching ``cdn.jsdelivr.net``.
+
+    >>> page = '<html><head></head><body><script src="https://cdn.x/require.js"></script></body></html>'
+    >>> offline_html(page)
+    '<html><head></head><body></body></html>'
+    """
+    import json
+
+    html = _WIDGET_LOADER.sub("", _EXTERNAL_SCRIPT.sub("", html))
+    wanted = dict(_ALTAIR_LOAD.findall(html))
+    if wanted:
+        import vl_convert
+
+        bundle = vl_convert.javascript_bundle().replace("</script", "<\\/script")
+        debug = {f"{lib.replace('-', '')}_version": version for lib, version in wanted.items()}
+        head = (f"<script>/* Vega {vl_convert.get_vega_version()}, Vega-Embed {vl_convert.get_vega_embed_version()}, "
+                f"Vega-Lite, inlined by trustkit for offline reading */\n{bundle}</script>\n"
+                f"<script>var VEGA_DEBUG = {json.dumps(debug)};</script>\n")
+        if "</head>" not in html:
+            raise ValueError("offline_html needs a page with a </head> to put the chart libraries in")
+        html = html.replace("</head>", head + "</head>", 1)
+    return html
+
+
 def notebook_dir() -> Path:
     """The repository's ``notebooks/`` folder (notebooks are not installed with the package)."""
     here = Path(__file__).resolve().parents[1] / "notebooks"
@@ -121,7 +159,7 @@ def run_notebook(
     ``notebook`` is a path or a short name from :data:`NOTEBOOKS` (``"tour"``). Parameters the
     notebook does not declare, or of the wrong type, are refused before it runs
     (:func:`check_notebook_parameters`). The HTML is for readers: code cells and prompts are
-    hidden unless ``show_code``. Returns the paths of the executed notebook and the HTML file
+    hidden unless ``show_code``, and it renders without network (:func:`offline_html`). Returns the paths of the executed notebook and the HTML file
     under ``out_dir``.
     """
     import papermill as pm
@@ -147,6 +185,7 @@ def run_notebook(
         exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=not show_code,
                                 exclude_output_prompt=not show_code)
         body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+        body = offline_html(body)
         out["html"] = executed.with_suffix(".html")
         out["html"].write_text(body, encoding="utf-8")
     return out
