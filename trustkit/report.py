@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 __all__ = ["check_parameters", "check_notebook_parameters", "run_notebook", "notebook_dir", "offline_html", "NOTEBOOKS"]
 
-NOTEBOOKS = {"tour": "00_tour.ipynb", "tradeoffs": "01_tradeoffs.ipynb", "bounds": "02_lower_bounds.ipynb", "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
+NOTEBOOKS = {"tour": "00_tour.ipynb", "tradeoffs": "01_tradeoffs.ipynb", "bounds": "02_lower_bounds.ipynb",
+             "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
 
 
 def _type_ok(value, kind) -> bool:
@@ -108,11 +109,12 @@ _ALTAIR_LOAD = re.compile(r'maybeLoadScript\("([a-z-]+)", "([^"]+)"\)')
 def offline_html(html: str) -> str:
     """Make an exported notebook page render without any network.
 
-    Scripts fetched from a CDN are removed (require.js, MathJax: TeX in markdown then shows as
-    written, and the ipywidgets loader: widget panels need a running kernel and stay empty). If the page holds Altair charts, the Vega, Vega-Lite and Vega-Embed libraries that
-    vl-convert ships are inlined **once** in the page's head (about 0.9 MB), and Altair's loader is
-    told they are there (``VEGA_DEBUG``), so every chart draws from the inline copy instead of
-    fetching ``cdn.jsdelivr.net``.
+    Scripts fetched from a CDN are removed: require.js, MathJax (TeX in markdown then shows as
+    written) and the ipywidgets loader (widget panels need a running kernel and stay empty). If
+    the page holds Altair charts, the Vega, Vega-Lite and Vega-Embed libraries that vl-convert
+    ships are inlined **once** in the page's head (about 0.9 MB), and Altair's loader is told they
+    are there (``VEGA_DEBUG``), so every chart draws from the inline copy instead of fetching
+    ``cdn.jsdelivr.net``.
 
     >>> page = '<html><head></head><body><script src="https://cdn.x/require.js"></script></body></html>'
     >>> offline_html(page)
@@ -159,8 +161,8 @@ def run_notebook(
     ``notebook`` is a path or a short name from :data:`NOTEBOOKS` (``"tour"``). Parameters the
     notebook does not declare, or of the wrong type, are refused before it runs
     (:func:`check_notebook_parameters`). The HTML is for readers: code cells and prompts are
-    hidden unless ``show_code``, and it renders without network (:func:`offline_html`). Returns the paths of the executed notebook and the HTML file
-    under ``out_dir``.
+    hidden unless ``show_code``, and it renders without network (:func:`offline_html`). Returns
+    the paths of the executed notebook and the HTML file under ``out_dir``.
     """
     import papermill as pm
 
