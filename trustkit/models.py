@@ -13,7 +13,7 @@ from torch import nn
 
 from ._validation import _suggest, check_choice, check_int
 
-__all__ = ["MLP", "SmallCNN", "ResNet18", "MODELS", "make_model", "capped_kwargs"]
+__all__ = ["MLP", "SmallCNN", "ResNet18", "MODELS", "make_model", "capped_kwargs", "width_kwargs", "widest_kwargs"]
 
 
 class _FeatureHead(nn.Module):
@@ -120,6 +120,48 @@ def _n_params(name: str, n_classes: int, kwargs: dict) -> int:
         return sum(p.numel() for p in MODELS[name](n_classes=n_classes, **kwargs).parameters())
 
 
+def width_kwargs(name: str, size: int, /, **kwargs) -> dict:
+    """The model arguments of family ``name`` with its width knob at ``size``, from the arguments asked.
+
+    ``hidden`` for the MLP; ``width`` for the CNN, whose ``hidden`` layer scales with it in
+    proportion (8 units per channel by default). Other arguments (``depth``…) are kept.
+
+    >>> width_kwargs("cnn", 4), width_kwargs("mlp", 8, depth=2)
+    ({'width': 4, 'hidden': 32}, {'depth': 2, 'hidden': 8})
+    """
+    if name not in _WIDTH:
+        raise ValueError(f"model {name!r} has a fixed size; a cap needs a family with a width knob: {sorted(_WIDTH)}")
+    knob, default, scaled = _WIDTH[name]
+    top = check_int(knob, kwargs.get(knob, default), minimum=1)
+    check_int("size", size, minimum=1)
+    out = {**kwargs, knob: int(size)}
+    for k, f in scaled.items():
+        out[k] = max(1, round(kwargs.get(k, default * f) * size / top))
+    return out
+
+
+def widest_kwargs(name: str, fits, **kwargs) -> dict | None:
+    """The widest arguments (:func:`width_kwargs`, at most the width asked) for which ``fits(kwargs)`` holds.
+
+    ``fits`` must be monotone (true up to some width, false above it): a parameter count, a memory
+    estimate. None when not even width 1 fits.
+
+    >>> widest_kwargs("mlp", lambda kw: kw["hidden"] <= 20)
+    {'hidden': 20}
+    """
+    knob, default, _ = _WIDTH.get(name, (None, None, None))
+    if knob is None:
+        raise ValueError(f"model {name!r} has a fixed size; a cap needs a family with a width knob: {sorted(_WIDTH)}")
+    top = check_int(knob, kwargs.get(knob, default), minimum=1)
+    if not fits(width_kwargs(name, 1, **kwargs)):
+        return None
+    lo, hi = 1, top
+    while lo < hi:  # binary search on the width
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(width_kwargs(name, mid, **kwargs)) else (lo, mid - 1)
+    return width_kwargs(name, lo, **kwargs)
+
+
 def capped_kwargs(name: str, *, input_shape: tuple[int, ...], n_classes: int, max_params: int, **kwargs) -> dict:
     """The model arguments of the widest model of the family, up to the one asked, within ``max_params``.
 
@@ -133,32 +175,17 @@ def capped_kwargs(name: str, *, input_shape: tuple[int, ...], n_classes: int, ma
     """
     check_choice("model", name, MODELS)
     check_int("max_params", max_params, minimum=1)
-    if name not in _WIDTH:
-        raise ValueError(f"model {name!r} has a fixed size; a parameter cap needs a family with a width knob: "
-                         f"{sorted(_WIDTH)}")
-    knob, default, scaled = _WIDTH[name]
-    full = _kwargs(name, tuple(input_shape), kwargs)
-    top = check_int(knob, full.get(knob, default), minimum=1)
-    base = {k: full.get(k, default * f) for k, f in scaled.items()}
+    shape = tuple(input_shape)
 
-    def at(w: int) -> dict:
-        out = {**kwargs, knob: w}
-        for k in scaled:
-            out[k] = max(1, round(base[k] * w / top))
-        return out
+    def n(kw: dict) -> int:
+        return _n_params(name, n_classes, _kwargs(name, shape, kw))
 
-    lo, hi = 1, top
-    if _n_params(name, n_classes, _kwargs(name, tuple(input_shape), at(1))) > max_params:
-        smallest = _n_params(name, n_classes, _kwargs(name, tuple(input_shape), at(1)))
+    out = widest_kwargs(name, lambda kw: n(kw) <= max_params, **kwargs)
+    if out is None:
+        knob = _WIDTH[name][0]
         raise ValueError(f"max_params={max_params:,} is below the smallest {name!r} for this task ({knob}=1: "
-                         f"{smallest:,} parameters); raise the cap or choose a smaller family")
-    while lo < hi:  # the largest width that fits (parameters grow with width)
-        mid = (lo + hi + 1) // 2
-        if _n_params(name, n_classes, _kwargs(name, tuple(input_shape), at(mid))) <= max_params:
-            lo = mid
-        else:
-            hi = mid - 1
-    return at(lo)
+                         f"{n(width_kwargs(name, 1, **kwargs)):,} parameters); raise the cap or choose a smaller family")
+    return out
 
 
 def make_model(name: str, *, input_shape: tuple[int, ...], n_classes: int, seed: int = 0,

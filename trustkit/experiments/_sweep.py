@@ -252,12 +252,11 @@ def _terms(cell: Mapping, task, lam: float | None):
 
 
 def _scaled(family: str, kwargs: Mapping, fraction: float) -> dict:
-    knob = _WIDTH_KNOB[family]
-    out = dict(kwargs)
-    out[knob] = max(1, int(round(kwargs.get(knob, _DEFAULT_WIDTH[family]) * fraction)))
-    if family == "cnn" and "hidden" in kwargs:
-        out["hidden"] = max(1, int(round(kwargs["hidden"] * fraction)))
-    return out
+    """The model arguments at ``fraction`` of the asked width (a distillation student)."""
+    from ..models import width_kwargs
+
+    top = int(kwargs.get(_WIDTH_KNOB[family], _DEFAULT_WIDTH[family]))
+    return width_kwargs(family, max(1, int(round(top * fraction))), **kwargs)
 
 
 def _memory_fit(family: str, kwargs: Mapping, task, cap_mb: float, batch_size: int) -> tuple[dict, int]:
@@ -269,28 +268,23 @@ def _memory_fit(family: str, kwargs: Mapping, task, cap_mb: float, batch_size: i
     first). Returns (model arguments, batch size).
     """
     from ..budget import training_memory_mb
-    from ..models import make_model
+    from ..models import make_model, widest_kwargs, width_kwargs
 
-    knob = _WIDTH_KNOB[family]
-    top = int(kwargs.get(knob, _DEFAULT_WIDTH[family]))
     smallest_batch = min(32, int(batch_size))
 
-    def mb(w, b):
-        kw = _scaled(family, kwargs, w / top)
+    def mb(kw, b):
         return training_memory_mb(make_model(family, input_shape=task.input_shape, n_classes=task.n_classes, **kw),
                                   task.input_shape, batch_size=b)
 
-    if mb(1, smallest_batch) > cap_mb:
+    kw = widest_kwargs(family, lambda k: mb(k, smallest_batch) <= cap_mb, **kwargs)
+    if kw is None:
         raise ValueError(f"a memory cap of {cap_mb:.3g} MB is below the smallest {family} for {task.name} "
-                         f"({mb(1, smallest_batch):.3g} MB at batch size {smallest_batch}); raise the level")
-    lo, hi = 1, top
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if mb(mid, smallest_batch) <= cap_mb else (lo, mid - 1)
+                         f"({mb(width_kwargs(family, 1, **kwargs), smallest_batch):.3g} MB at batch size "
+                         f"{smallest_batch}); raise the level")
     b = int(batch_size)
-    while b > smallest_batch and mb(lo, b) > cap_mb:
+    while b > smallest_batch and mb(kw, b) > cap_mb:
         b = max(smallest_batch, b // 2)
-    return _scaled(family, kwargs, lo / top), b
+    return kw, b
 
 
 def _train(cell, task, model_kwargs, *, epochs, budget=None, lam=None, batch_size=None):
