@@ -89,6 +89,14 @@ def test_report_html_hides_the_code_unless_asked(tmp_path):
     assert "the answer is 42" in shown and "secret_code_marker" in shown
 
 
+def _executed_outputs(paths) -> tuple[list, str]:
+    """The outputs of an executed notebook's code cells (none an error) and their text."""
+    nb = nbformat.read(paths["notebook"], as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return outputs, "".join(o.get("text", "") for o in outputs)
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "trustkit.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
@@ -137,11 +145,7 @@ def test_adaptive_notebook_runs_in_quick_mode(tmp_path):
     params = {"dataset": "compas", "regimes": ["medium", "high"], "seeds": [0, 1], "static_charts": True,
               "schedulers": ["erm", "static", "fgsm_rs", "dynamic", "efficienttrust", "oracle", "atats_pid", "atats_bandit",
                              "dual", "expgrad"]}
-    paths = run_notebook("adaptive", out_dir=tmp_path, parameters=params, progress=False)
-    nb = nbformat.read(paths["notebook"], as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+    outputs, text = _executed_outputs(run_notebook("adaptive", out_dir=tmp_path, parameters=params, progress=False))
     assert "reference full run on compas" in text and "[medium] dp_gap: best adaptive" in text
     assert "accuracy" in text and "stopped by" in text  # the panel ran once with its default values
     import pandas as pd
@@ -196,11 +200,7 @@ def test_bounds_notebook_rejects_bad_eta(tmp_path):
 @pytest.mark.notebook
 def test_tradeoffs_notebook_runs_in_quick_mode(tmp_path):
     params = {"static_charts": True, "metrics": ["accuracy", "eo_gap", "robust_accuracy"]}
-    paths = run_notebook("tradeoffs", out_dir=tmp_path, parameters=params, progress=False)
-    nb = nbformat.read(paths["notebook"], as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+    outputs, text = _executed_outputs(run_notebook("tradeoffs", out_dir=tmp_path, parameters=params, progress=False))
     assert "16 / 16 cells done, 0 failed" in text and "— eo_gap" in text
     import pandas as pd
 

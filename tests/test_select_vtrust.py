@@ -633,21 +633,29 @@ def test_ssfr_returns_indices_unless_the_history_is_asked(german):
     assert len(hist) == 1 and hist[0]["selected"] == 300
 
 
+def _ssfr_on(sizes, *, seed, alpha, cell_loss):
+    """SSFR's callback (step alpha, min_share 0.1, no warm start) on planted cells, keeping half the rows."""
+    from types import SimpleNamespace
+
+    from trustkit.select._ssfr import _SelectedCrossEntropy, _SSFR
+
+    y, a = _ssfr_cells(sizes, seed=seed)
+    n = len(y)
+    task = SimpleNamespace(train=SimpleNamespace(X=np.zeros((n, 3), np.float32), y=y, a=a))
+    term = _SelectedCrossEntropy(n)
+    cb = _SSFR(term, task, 0.5, alpha, 0.1, 0, cell_loss)
+    return y, a, task, term, cb, _PlantedLosses(y)
+
+
 def test_ssfr_ratios_stop_at_their_bounds_and_selected_cell_losses():
     # label 0's group-1 cell has 5 points for 25 places: λ_0 lies in [min_share, 5/25] = [0.1, 0.2];
     # label 1's group-0 cell has 12 points for 25 places: λ_1 lies in [1 − 12/25, 1 − min_share] =
     # [0.52, 0.9]. A ratio past a bound is clipped there, so the next step starts from the bound.
     from types import SimpleNamespace
 
-    from trustkit.select._ssfr import _SelectedCrossEntropy, _SSFR
-
     sizes = {(0, 0): 45, (0, 1): 5, (1, 0): 12, (1, 1): 38}
-    y, a = _ssfr_cells(sizes, seed=1)
+    y, a, task, term, cb, model = _ssfr_on(sizes, seed=1, alpha=0.15, cell_loss="selected")
     n = len(y)
-    task = SimpleNamespace(train=SimpleNamespace(X=np.zeros((n, 3), np.float32), y=y, a=a))
-    term = _SelectedCrossEntropy(n)
-    cb = _SSFR(term, task, 0.5, 0.15, 0.1, 0, "selected")
-    model = _PlantedLosses(y)
     rng = np.random.default_rng(2)
     cell = {key: (y == key[0]) & (a == key[1]) for key in sizes}
     up0 = {(0, 0): 0.5, (0, 1): 1.5, (1, 0): 0.5, (1, 1): 0.6}  # label 0's gap is the larger, group 1 worse
@@ -683,15 +691,9 @@ def test_ssfr_a_cell_smaller_than_min_share_gives_all_its_points():
     # takes the other 23 places, so the label still gets its 25
     from types import SimpleNamespace
 
-    from trustkit.select._ssfr import _SelectedCrossEntropy, _SSFR
-
     sizes = {(0, 0): 25, (0, 1): 25, (1, 0): 2, (1, 1): 48}
-    y, a = _ssfr_cells(sizes, seed=3)
+    y, a, task, term, cb, model = _ssfr_on(sizes, seed=3, alpha=0.05, cell_loss="quantile")
     n = len(y)
-    task = SimpleNamespace(train=SimpleNamespace(X=np.zeros((n, 3), np.float32), y=y, a=a))
-    term = _SelectedCrossEntropy(n)
-    cb = _SSFR(term, task, 0.5, 0.05, 0.1, 0, "quantile")
-    model = _PlantedLosses(y)
     model.losses = np.random.default_rng(0).uniform(0.1, 1.0, n)
     cb.on_epoch_start(SimpleNamespace(epoch=1, task=task, model=model))
     h = cb.history[-1]
