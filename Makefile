@@ -1,6 +1,7 @@
 # trustkit: two commands do all the set-up on a fresh machine (network: PyPI, and the Debian archive
 # for Fashion-MNIST where apt is available).
-#   make demo   create the venv if missing, install pinned versions, run the tour report into reports/
+#   make demo   create the venv if missing, install pinned versions, run the quick report of every phase
+#               notebook into reports/ (open reports/index.html; about 8 minutes on 2 cores)
 #   make test   same set-up, then the test suite
 #   make data   Fashion-MNIST from Debian's package dataset-fashion-mnist (part of make venv): installed
 #               with apt when missing and run as root; otherwise a message, and its tests skip
@@ -63,10 +64,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@touch $(STAMP)
 
 demo: venv
-	$(VENV)/bin/trustkit demo --out reports
+	$(VENV)/bin/trustkit report all --preset quick --out reports
 
+# hours on 2 cores: every phase with 5 seeds, the medium sweep grid and all three budget regimes
 demo-full: venv
-	$(VENV)/bin/trustkit report tour --out reports/full -p quick false -p seeds '[0,1,2,3,4]' -p time_budget_s 10.0 -p static_charts true -p datasets '["adult","compas","german","fashion_mnist"]'
+	$(VENV)/bin/trustkit report all --preset full --out reports/full
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules trustkit tests $(PYTEST_ARGS)

@@ -116,20 +116,11 @@ def test_cli_errors_are_one_line():
     assert out.stderr.strip().startswith("trustkit: error: unknown dataset 'adlt'")
     out = _cli("train", "--dataset", "german", "--time-budget", "-1")
     assert out.returncode == 2 and "Budget.time_s must be a number > 0" in out.stderr
-
-
-@pytest.mark.notebook
-def test_vtrust_notebook_runs_in_quick_mode(tmp_path):
-    params = {"dataset": "german", "seeds": [0], "lams": [0.0, 1.0], "fractions": [0.5], "static_charts": True,
-              "robust_corruptions": ["contrast", "gaussian_noise"], "aug_factor": 0.2}
-    paths = run_notebook("vtrust", out_dir=tmp_path, parameters=params, progress=False)
-    nb = nbformat.read(paths["notebook"], as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "The VTruST paper's claim" in text and "selected images per augmentation" in text
-    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    for fig in ("table1", "lambda", "fraction", "cfgap", "datamap"):
-        assert (tmp_path / "figures" / f"vtrust_{fig}_german.png").is_file()
+    out = _cli("report", "tour", "bounds", "-p", "seed", "[0]", "--out", "/nonexistent/never-written")
+    assert out.returncode == 2 and out.stderr.startswith("trustkit: error: no notebook in this report declares "
+                                                         "parameter 'seed' (did you mean 'seeds'?)")
+    out = _cli("report", "vtrust", "--preset", "slow")
+    assert out.returncode == 2 and "preset must be one of ['full', 'quick']" in out.stderr
 
 
 @pytest.mark.notebook
@@ -138,29 +129,6 @@ def test_vtrust_notebook_rejects_lambda_outside_unit_interval(tmp_path):
 
     with pytest.raises(pm.PapermillExecutionError, match=r"lam and lams must lie in \[0, 1\]"):
         run_notebook("vtrust", out_dir=tmp_path, parameters={"lam": 1.5}, html=False, progress=False)
-
-
-@pytest.mark.notebook
-def test_adaptive_notebook_runs_in_quick_mode(tmp_path):
-    params = {"dataset": "compas", "regimes": ["medium", "high"], "seeds": [0, 1], "static_charts": True,
-              "schedulers": ["erm", "static", "fgsm_rs", "dynamic", "efficienttrust", "oracle", "atats_pid", "atats_bandit",
-                             "dual", "expgrad"]}
-    outputs, text = _executed_outputs(run_notebook("adaptive", out_dir=tmp_path, parameters=params, progress=False))
-    assert "reference full run on compas" in text and "[medium] dp_gap: best adaptive" in text
-    assert "accuracy" in text and "stopped by" in text  # the panel ran once with its default values
-    import pandas as pd
-
-    res = pd.read_csv(tmp_path / "adaptive_compas.csv")
-    assert len(res) == 2 * 10 * 2
-    trained = res[res.method != "expgrad"]
-    medium = trained[trained.regime == "medium"]
-    # half the reference run's time: most methods are stopped by it (ERM, with no attack, may finish)
-    assert medium.budget_s.notna().all() and (medium.stopped_by == "time_s").mean() >= 0.5
-    assert ((medium.over_budget.fillna("") != "") == (medium.time_s > medium.budget_s)).all()
-    tests = pd.read_csv(tmp_path / "adaptive_tests_compas.csv")
-    assert {"dp_gap", "robust_accuracy"} <= set(tests.metric)
-    for name in ("fairness", "robustness"):
-        assert (tmp_path / "figures" / f"adaptive_pareto_{name}_compas.png").is_file()
 
 
 @pytest.mark.notebook
@@ -198,18 +166,137 @@ def test_bounds_notebook_rejects_bad_eta(tmp_path):
 
 
 @pytest.mark.notebook
-def test_tradeoffs_notebook_runs_in_quick_mode(tmp_path):
-    params = {"static_charts": True, "metrics": ["accuracy", "eo_gap", "robust_accuracy"]}
-    outputs, text = _executed_outputs(run_notebook("tradeoffs", out_dir=tmp_path, parameters=params, progress=False))
-    assert "16 / 16 cells done, 0 failed" in text and "— eo_gap" in text
+def test_the_report_of_the_measuring_phases_feeds_the_guidelines(tmp_path):
+    """One report: the sweep, adaptive training and VTruST in quick settings, then the guidelines read their stores."""
+    import json
+
     import pandas as pd
 
-    res = pd.read_csv(tmp_path / "sweep_quick.csv")
+    from trustkit.report import run_report, summary_paragraph
+
+    params = {"static_charts": True, "tradeoffs.metrics": ["accuracy", "eo_gap", "robust_accuracy"],
+              "adaptive.dataset": "compas", "adaptive.regimes": ["medium", "high"], "adaptive.seeds": [0, 1],
+              "adaptive.schedulers": ["erm", "static", "fgsm_rs", "dynamic", "efficienttrust", "oracle", "atats_pid",
+                                      "atats_bandit", "dual", "expgrad"],
+              "vtrust.dataset": "german", "vtrust.seeds": [0], "vtrust.lams": [0.0, 1.0], "vtrust.fractions": [0.5],
+              "vtrust.robust_corruptions": ["contrast", "gaussian_noise"], "vtrust.aug_factor": 0.2}
+    results = run_report(["tradeoffs", "adaptive", "vtrust", "guidelines"], parameters=params, out_dir=tmp_path,
+                         progress=False)
+    assert [(r["name"], r["status"]) for r in results] == [("tradeoffs", "ok"), ("adaptive", "ok"), ("vtrust", "ok"),
+                                                            ("guidelines", "ok")], [r["error"] for r in results]
+    # the sweep
+    _, text = _executed_outputs({"notebook": tmp_path / "tradeoffs" / "01_tradeoffs.ipynb"})
+    assert "16 / 16 cells done, 0 failed" in text and "— eo_gap" in text and "panel, first setting:" in text
+    res = pd.read_csv(tmp_path / "tradeoffs" / "sweep_quick.csv")
     assert len(res) == 16 and res["eo_gap"].notna().all() and res["robust_accuracy"].notna().all()
-    eff = pd.read_csv(tmp_path / "sweep_quick_effects.csv")
+    eff = pd.read_csv(tmp_path / "tradeoffs" / "sweep_quick_effects.csv")
     assert set(eff["constraint"]) == {"time", "prune_structured", "quantize"}
     for fig in ("eo_gap_by_level", "eo_gap_vs_time", "robust_vs_time", "accuracy_vs_bytes", "eo_gap_interaction"):
-        assert (tmp_path / "figures" / f"sweep_quick_{fig}.png").is_file()
+        for ext in ("png", "svg"):
+            assert (tmp_path / "tradeoffs" / "figures" / f"sweep_quick_{fig}.{ext}").is_file()
+    numbers = json.loads((tmp_path / "tradeoffs" / "numbers.json").read_text())
+    assert (numbers["done"], numbers["total"], numbers["failed"], numbers["effects"]) == (16, 16, 0, len(eff))
+    # adaptive training
+    _, text = _executed_outputs({"notebook": tmp_path / "adaptive" / "03_adaptive_training.ipynb"})
+    assert "reference full run on compas" in text and "[medium] dp_gap: best adaptive" in text
+    assert "accuracy" in text and "stopped by" in text  # the panel ran once with its default values
+    res = pd.read_csv(tmp_path / "adaptive" / "adaptive_compas.csv")
+    assert len(res) == 2 * 10 * 2
+    trained = res[res.method != "expgrad"]
+    medium = trained[trained.regime == "medium"]
+    # half the reference run's time: most methods are stopped by it (ERM, with no attack, may finish)
+    assert medium.budget_s.notna().all() and (medium.stopped_by == "time_s").mean() >= 0.5
+    assert ((medium.over_budget.fillna("") != "") == (medium.time_s > medium.budget_s)).all()
+    tests = pd.read_csv(tmp_path / "adaptive" / "adaptive_tests_compas.csv")
+    assert {"dp_gap", "robust_accuracy"} <= set(tests.metric)
+    for name in ("fairness", "robustness"):
+        assert (tmp_path / "adaptive" / "figures" / f"adaptive_pareto_{name}_compas.png").is_file()
+    # VTruST
+    nb = nbformat.read(tmp_path / "vtrust" / "04_vtrust.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "The VTruST paper's claim" in text and "selected images per augmentation" in text
+    assert "panel, default values (VTruST against whole data" in text
+    for fig in ("table1", "lambda", "fraction", "cfgap", "datamap"):
+        assert (tmp_path / "vtrust" / "figures" / f"vtrust_{fig}_german.png").is_file()
+    # the guidelines: rows from every phase's store, none recommended on 1-2 seeds
+    g = pd.read_csv(tmp_path / "guidelines" / "guidelines.csv")
+    assert set(g.source) == {"trade-off sweep", "adaptive training", "data selection"}
+    assert (g.recommended == "ERM").all() and g.guideline.str.contains("no method was better than ERM here").all()
+    assert g.evidence.str.contains("store ").all() and g.seeds.between(1, 2).all()
+    assert (tmp_path / "guidelines" / "guidelines.md").read_text().startswith("# Guidelines")
+    claims = pd.read_csv(tmp_path / "guidelines" / "claims.csv")
+    assert {"EfficientTrust proposal", "VTruST paper (Das et al. 2024, Table 1)"} <= set(claims.made_by)
+    # the index: one section per notebook, its paragraph made from that notebook's saved numbers
+    index = (tmp_path / "index.html").read_text()
+    for r in results:
+        assert f"id='{r['name']}'" in index and (tmp_path / r["paths"]["html"]).is_file()
+        para = summary_paragraph(r["name"], json.loads((tmp_path / r["name"] / "numbers.json").read_text()))
+        assert not para.startswith(("Key numbers", "No key numbers")), para  # every template found its numbers
+        import html as h
+        assert h.escape(para) in index
+    assert "16 of 16 sweep cells ran (0 failed)" in index
+
+
+@pytest.mark.notebook
+def test_a_failed_notebook_is_marked_in_the_index_and_the_others_are_kept(tmp_path):
+    from trustkit.report import run_report
+
+    results = run_report(["bounds", "guidelines"], parameters={"bounds.eta": 0.5}, out_dir=tmp_path, progress=False)
+    status = {r["name"]: r for r in results}
+    assert status["bounds"]["status"] == "failed" and "ValueError: eta must lie in (0, 0.25)" in status["bounds"]["error"]
+    assert status["guidelines"]["status"] == "ok" and (tmp_path / "guidelines" / "05_guidelines.html").is_file()
+    index = (tmp_path / "index.html").read_text()
+    assert "1 of 2 notebooks ran, 1 failed" in index and "eta must lie in (0, 0.25)" in index
+    assert "class='status failed'" in index and "class='status ok'" in index
+    assert (tmp_path / "bounds" / "02_lower_bounds.html").is_file()  # the page up to the failing cell
+
+
+def test_a_report_plan_refuses_bad_input_before_anything_runs(tmp_path):
+    from trustkit.report import plan_report
+
+    with pytest.raises(ValueError, match="unknown notebook 'tours'; allowed: all, tour"):
+        plan_report(["tours"])
+    with pytest.raises(ValueError, match="preset must be one of"):
+        plan_report(["tour"], preset="fast")
+    with pytest.raises(ValueError, match="no notebook in this report declares parameter 'seed' \\(did you mean 'seeds'"):
+        plan_report(["bounds", "vtrust"], parameters={"seed": [0]})
+    with pytest.raises(TypeError, match="parameter 'seeds' must be list of int"):
+        plan_report(["all"], parameters={"seeds": "0,1"})
+    with pytest.raises(ValueError, match="dataset 'digits' does not fit notebook tradeoffs \\(01_tradeoffs.ipynb\\), which takes adult, compas, german"):
+        plan_report(["all"], dataset="digits")
+    with pytest.raises(ValueError, match="parameter 'bounds.lam' names notebook 'bounds', which is not in this report"):
+        plan_report(["vtrust"], parameters={"bounds.lam": 1.0})
+    plan = plan_report(["all"], dataset="adult", parameters={"seeds": [0], "vtrust.lam": 0.3}, out_dir=tmp_path)
+    by = {p["name"]: p["parameters"] for p in plan}
+    assert list(by) == ["tour", "tradeoffs", "bounds", "adaptive", "vtrust", "guidelines"]
+    assert by["tour"]["datasets"] == ["adult"] and by["vtrust"]["dataset"] == "adult" and by["tradeoffs"]["datasets"] == ["adult"]
+    assert by["vtrust"]["lam"] == 0.3 and "lam" not in by["bounds"] and by["bounds"]["seeds"] == [0]
+    assert by["guidelines"]["reports_dir"] == str(tmp_path.resolve()) and "seeds" not in by["guidelines"]
+    assert all(p["out_dir"] == tmp_path / p["name"] for p in plan)
+    full = {p["name"]: p["parameters"] for p in plan_report(["all"], preset="full")}
+    assert all(v["quick"] is False for v in full.values())
+    assert not list(tmp_path.iterdir())  # planning writes nothing
+
+
+def test_the_index_paragraph_quotes_the_saved_numbers(tmp_path):
+    from trustkit.report import save_numbers, summary_paragraph, write_index
+
+    save_numbers({"dataset": "german", "fraction": 0.6, "lam": 0.5, "seeds": 3, "vtrust_eo_gap": 0.1234,
+                  "whole_eo_gap": 0.3, "ratio": 0.4113, "vtrust_error": 0.31, "whole_error": 0.3, "claim_met": True},
+                 tmp_path / "vtrust")
+    import json
+
+    numbers = json.loads((tmp_path / "vtrust" / "numbers.json").read_text())
+    para = summary_paragraph("vtrust", numbers)
+    assert "EO gap was 0.123 against 0.300 for whole data (ratio 0.41)" in para and "was met" in para
+    write_index([{"name": "vtrust", "status": "ok", "error": None, "seconds": 12.0, "numbers": numbers,
+                  "paths": {"html": "vtrust/04_vtrust.html"}, "figures": ["figures/a.png"]}], tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert "ratio 0.41" in index and "href='vtrust/04_vtrust.html'" in index and "src='vtrust/figures/a.png'" in index
+    assert "http" not in index  # nothing fetched from anywhere
+    assert summary_paragraph("vtrust", {"dataset": "german"}).startswith("Key numbers: dataset = german")
+    with pytest.raises(TypeError, match="key number numbers.bad must be a number"):
+        save_numbers({"bad": object()}, tmp_path)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

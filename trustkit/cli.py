@@ -21,25 +21,44 @@ def _parse_value(text: str):
         return text
 
 
-def _cmd_demo(args) -> int:
-    from .report import run_notebook
+def _print_report(results, out) -> int:
+    from pathlib import Path
 
-    params = {"quick": not args.full, "static_charts": True}
-    paths = run_notebook("tour", out_dir=args.out, parameters=params)
-    for k, p in paths.items():
-        print(f"{k}: {p}")
-    return 0
+    width = max(len(r["name"]) for r in results)
+    for r in results:
+        where = r.get("paths", {}).get("html") or r.get("paths", {}).get("notebook") or ""
+        line = f"{r['name']:<{width}}  {r['status']:<6}  {r['seconds'] or 0:6.0f} s  {where}"
+        print(line + (f"\n{'':<{width}}  {r['error']}" if r["error"] else ""))
+    print(f"index: {Path(out) / 'index.html'}")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def _cmd_demo(args) -> int:
+    from .report import run_report
+
+    out = args.out
+    return _print_report(run_report(["all"], preset="full" if args.full else "quick", out_dir=out), out)
 
 
 def _cmd_report(args) -> int:
-    from .report import run_notebook
+    from pathlib import Path
+
+    from .report import NOTEBOOKS, run_notebook, run_report
 
     params = {k: _parse_value(v) for k, v in (args.parameter or [])}
-    paths = run_notebook(args.notebook, out_dir=args.out, parameters=params, html=not args.no_html,
+    names = args.notebooks or ["all"]
+    if len(names) == 1 and names[0] not in NOTEBOOKS and names[0] != "all" and Path(names[0]).suffix == ".ipynb":
+        if args.preset != "quick" or args.dataset is not None:  # a notebook of your own: parameters as given
+            raise ValueError("--preset and --dataset apply to the phase notebooks; pass -p NAME VALUE to your notebook")
+        paths = run_notebook(names[0], out_dir=args.out, parameters=params, html=not args.no_html, show_code=args.show_code)
+        for k, p in paths.items():
+            print(f"{k}: {p}")
+        return 0
+    if args.no_html:
+        raise ValueError("--no-html applies to a single notebook path; the phase report always writes its pages")
+    results = run_report(names, preset=args.preset, dataset=args.dataset, parameters=params, out_dir=args.out,
                          show_code=args.show_code)
-    for k, p in paths.items():
-        print(f"{k}: {p}")
-    return 0
+    return _print_report(results, args.out)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -191,17 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustkit", description="Trustworthy ML under compute budgets.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="run the tour notebook on the offline data and write reports/")
+    d = sub.add_parser("demo", help="the quick report of every phase notebook, into reports/ (trustkit report all)")
     d.add_argument("--out", default="reports", help="output folder (default: reports)")
     d.add_argument("--full", action="store_true", help="the full preset instead of the quick one")
     d.set_defaults(fn=_cmd_demo)
 
-    r = sub.add_parser("report", help="run a notebook through papermill with parameters")
-    r.add_argument("notebook", help="path or short name (tour, tradeoffs, bounds, adaptive, vtrust)")
+    r = sub.add_parser("report", help="run phase notebooks through papermill: pages, charts, key numbers, index.html")
+    r.add_argument("notebooks", nargs="*", default=[],
+                   help="all (default), or short names: tour tradeoffs bounds adaptive vtrust guidelines; "
+                        "or the path of one notebook of your own")
+    r.add_argument("--preset", default="quick", help="quick (about a minute per notebook on 2 cores) or full")
+    r.add_argument("--dataset", default=None, help="the dataset of every notebook that takes one (e.g. adult)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="a papermill parameter; VALUE is parsed as JSON when it can be (true, 3, [0,1])")
-    r.add_argument("--out", default="reports")
-    r.add_argument("--no-html", action="store_true")
+                   help="a notebook parameter for every notebook that declares it, or NOTEBOOK.NAME for one; "
+                        "VALUE is parsed as JSON when it can be (true, 3, [0,1])")
+    r.add_argument("--out", default="reports", help="output folder (default: reports)")
+    r.add_argument("--no-html", action="store_true", help="(one notebook path only) skip the HTML page")
     r.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML (hidden by default)")
     r.set_defaults(fn=_cmd_report)
 

@@ -95,11 +95,17 @@ def severity_chart(results: pd.DataFrame, *, by: str = "dataset") -> alt.Chart:
     return (band + line).properties(width=300, height=200, title="Mean corruption accuracy by severity")
 
 
-def save_chart(chart, path: str | Path) -> Path:
-    """Save a chart as PNG/SVG/HTML/JSON by extension (PNG and SVG through vl-convert, no browser)."""
+def save_chart(chart, path: str | Path, *, svg: bool = True) -> Path:
+    """Save a chart as PNG/SVG/HTML/JSON by extension (PNG and SVG through vl-convert, no browser).
+
+    A ``.png`` path also gets an SVG copy beside it (same stem) unless ``svg=False``: reports ship
+    both, the PNG for slides and the SVG for print. Returns the path asked for.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chart.save(str(path))
+    if svg and path.suffix.lower() == ".png":
+        chart.save(str(path.with_suffix(".svg")))
     return path
 
 
@@ -314,3 +320,31 @@ def interaction_chart(results: pd.DataFrame, *, metric: str, x: str = "constrain
     bars = alt.Chart(s).mark_rule().encode(x=ex, y="lo:Q", y2="hi:Q", color=f"{by}:N")
     return (bars + line).properties(width=420, height=240,
                                     title=title or f"{metric.replace('_', ' ')}: {x} × {by} (mean, 95% interval)")
+
+
+def forest_chart(df: pd.DataFrame, *, label: str, effect: str = "effect", lo: str = "ci_low", hi: str = "ci_high",
+                 color: str | None = None, facet: str | None = None, title: str | None = None):
+    """Effects with their 95% intervals, one row per ``label`` (a forest plot), zero marked.
+
+    ``color`` (e.g. whether the effect is significant) colours the points; ``facet`` makes one
+    panel per value (e.g. per goal, whose metrics have different scales).
+    """
+    cols = [label, effect, lo, hi] + [c for c in (color, facet) if c]
+    _check(df, cols)
+    data = df[cols].dropna(subset=[effect]).copy()
+    data[lo], data[hi] = data[lo].fillna(data[effect]), data[hi].fillna(data[effect])
+
+    def one(d, name):
+        base = alt.Chart(d)
+        y = alt.Y(f"{label}:N", title=None, sort=None, axis=alt.Axis(labelLimit=520))
+        enc = {"color": alt.Color(f"{color}:N")} if color else {}
+        return (base.mark_rule().encode(x=alt.X(f"{lo}:Q", title=f"{effect} (95% interval)"), x2=f"{hi}:Q", y=y)
+                + base.mark_point(filled=True, size=60).encode(x=f"{effect}:Q", y=y, tooltip=cols, **enc)
+                + alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 3], color="gray").encode(x="zero:Q")
+                ).properties(width=360, height=alt.Step(18), title=name)
+
+    if facet:
+        chart = alt.vconcat(*[one(g, str(v)) for v, g in data.groupby(facet, sort=False)])
+    else:
+        chart = one(data, "")
+    return chart.properties(title=title or "effects against ERM, paired by seed")

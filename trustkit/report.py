@@ -11,10 +11,31 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["check_parameters", "check_notebook_parameters", "run_notebook", "notebook_dir", "offline_html", "NOTEBOOKS"]
+__all__ = ["check_parameters", "check_notebook_parameters", "run_notebook", "run_report", "plan_report", "notebook_dir",
+           "offline_html", "save_numbers", "summary_paragraph", "write_index", "NOTEBOOKS", "PHASES", "PRESETS"]
 
 NOTEBOOKS = {"tour": "00_tour.ipynb", "tradeoffs": "01_tradeoffs.ipynb", "bounds": "02_lower_bounds.ipynb",
-             "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb"}
+             "adaptive": "03_adaptive_training.ipynb", "vtrust": "04_vtrust.ipynb",
+             "guidelines": "05_guidelines.ipynb"}
+#: The phase notebooks in the order ``trustkit report all`` runs them (guidelines read the others' results).
+PHASES = tuple(NOTEBOOKS)
+TITLES = {"tour": "Tour: what trust costs at a fixed budget", "tradeoffs": "Trade-offs: what each constraint costs",
+          "bounds": "Lower bounds: how many steps a fairness gap needs", "adaptive": "Adaptive training under hard budgets",
+          "vtrust": "VTruST: a better training subset", "guidelines": "Guidelines generated from the measurements"}
+#: Parameters of each preset, per notebook (``-p`` values override them).
+PRESETS = {
+    "quick": {name: {"quick": True} for name in NOTEBOOKS},
+    "full": {
+        "tour": {"quick": False, "seeds": [0, 1, 2, 3, 4], "time_budget_s": 10.0,
+                 "datasets": ["adult", "compas", "german", "digits", "fashion_mnist"]},
+        "tradeoffs": {"quick": False},
+        "bounds": {"quick": False, "T_grid": [8, 32, 128, 512, 2048, 4096], "seeds": [0, 1, 2, 3, 4]},
+        "adaptive": {"quick": False, "regimes": ["low", "medium", "high"], "seeds": [0, 1, 2, 3, 4], "bandit_episodes": 4},
+        "vtrust": {"quick": False, "seeds": [0, 1, 2, 3, 4], "lams": [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0],
+                   "fractions": [0.1, 0.3, 0.5, 0.7, 0.9]},
+        "guidelines": {"quick": False},
+    },
+}
 
 
 def _type_ok(value, kind) -> bool:
@@ -181,13 +202,369 @@ def run_notebook(
                         progress_bar=progress, cwd=str(path.parent))
     out = {"notebook": executed}
     if html:
-        import nbformat
-        from nbconvert import HTMLExporter
-
-        exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=not show_code,
-                                exclude_output_prompt=not show_code)
-        body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-        body = offline_html(body)
-        out["html"] = executed.with_suffix(".html")
-        out["html"].write_text(body, encoding="utf-8")
+        out["html"] = _export_html(executed, show_code=show_code)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Key numbers: each notebook saves the figures its summary quotes; the index renders them.
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A JSON-safe copy of ``value``: numpy scalars become Python ones, NaN and inf become None."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    raise TypeError(f"key number {where} must be a number, string, bool, None, list or mapping; got {type(value).__name__}")
+
+
+def save_numbers(numbers: Mapping[str, Any], out_dir: str | Path) -> None:
+    """Add ``numbers`` to ``out_dir/numbers.json`` (the key numbers of a report page).
+
+    Keys already in the file are replaced, the others kept, so a notebook may save its numbers
+    section by section. Numpy scalars are stored as Python numbers and NaN as ``null``.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> save_numbers({"runs": 4}, d)
+    >>> save_numbers({"accuracy": float("nan")}, d)
+    >>> import json; json.loads((Path(d) / "numbers.json").read_text())
+    {'runs': 4, 'accuracy': None}
+    """
+    import json
+
+    if not isinstance(numbers, Mapping):
+        raise TypeError(f"numbers must be a mapping of name to value; got {type(numbers).__name__}")
+    path = Path(out_dir) / "numbers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    current.update(_plain(dict(numbers), "numbers"))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(current, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _fmt(x, spec: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _p(x) -> str:
+    return "n/a" if x is None else f"{x:.2g}"
+
+
+def _summary_tour(n: Mapping) -> str:
+    parts = [f"{n['runs']} ERM runs on {', '.join(n['datasets'])} ({n['seeds']} seeds each, "
+             f"{_fmt(n['time_budget_s'], 'g')} s of training per run)."]
+    for t in n.get("tasks", []):
+        bits = [f"accuracy {_fmt(t.get('accuracy'))}"]
+        if t.get("dp_gap") is not None:
+            bits.append(f"DP gap {_fmt(t['dp_gap'])}")
+        if t.get("robust_accuracy") is not None:
+            bits.append(f"{t.get('robust_metric', 'robust')} accuracy {_fmt(t['robust_accuracy'])}")
+        parts.append(f"{t['task']}: " + ", ".join(bits) + ".")
+    return " ".join(parts)
+
+
+def _summary_tradeoffs(n: Mapping) -> str:
+    text = (f"{n['done']} of {n['total']} sweep cells ran ({n['failed']} failed) on {', '.join(n['datasets'])}, "
+            f"{n['seeds']} seeds each. {n['significant']} of {n['effects']} constraint effects were significant "
+            f"(paired p < 0.05 with at least 3 seeds).")
+    top = n.get("largest_effect")
+    if top:
+        text += (f" The largest change was {top['metric']} {top['diff']:+.3f} ± {_fmt(top['std'])} under "
+                 f"{top['setting']} ({top['mitigation']}, {top['dataset']}; p = {_p(top['p_value'])}, {top['n']} seeds).")
+    return text
+
+
+def _summary_bounds(n: Mapping) -> str:
+    return (f"{n['checks_passed']} of {n['checks']} symbolic checks of the theorems passed; in simulation the certified "
+            f"gap lay inside the admissible region at every step budget: {'yes' if n['inside_region'] else 'no'}. "
+            f"On {n['dataset']} the slope of log DP gap on log T was {_fmt(n['slope'])} "
+            f"[{_fmt(n['slope_low'])}, {_fmt(n['slope_high'])}] (the bound's rate is −0.5; {n['runs']} runs).")
+
+
+def _summary_adaptive(n: Mapping) -> str:
+    text = f"On {n['dataset']}, the reference full run took {_fmt(n['reference_s'], '.2f')} s; {n['runs']} runs in all."
+    for r in n.get("regimes", []):
+        for b in r.get("best", []):
+            text += (f" [{r['regime']}] best adaptive on {b['metric']}: {b['method']} {100 * b['rel_change']:+.1f}% vs "
+                     f"{b['baseline']} (p = {_p(b['p_value'])}, {b['n']} seeds).")
+    return text
+
+
+def _summary_vtrust(n: Mapping) -> str:
+    return (f"On {n['dataset']} at a {_fmt(n['fraction'], 'g')} subset, VTruST-F's EO gap was {_fmt(n['vtrust_eo_gap'])} "
+            f"against {_fmt(n['whole_eo_gap'])} for whole data (ratio {_fmt(n['ratio'], '.2f')}) at error "
+            f"{_fmt(n['vtrust_error'])} vs {_fmt(n['whole_error'])}, over {n['seeds']} seeds; the paper's claim "
+            f"(at most half the gap, error within 0.02) was {'met' if n['claim_met'] else 'not met'}.")
+
+
+def _summary_guidelines(n: Mapping) -> str:
+    return (f"{n['rows']} guideline rows from {', '.join(n['sources']) or 'no'} results: {n['recommended']} recommend a "
+            f"method with a significant effect over ERM, {n['rows'] - n['recommended']} say no method was better than ERM; "
+            f"{n['contradicted']} published or proposed claims were contradicted by the measurements.")
+
+
+_SUMMARIES = {"tour": _summary_tour, "tradeoffs": _summary_tradeoffs, "bounds": _summary_bounds,
+              "adaptive": _summary_adaptive, "vtrust": _summary_vtrust, "guidelines": _summary_guidelines}
+
+
+def summary_paragraph(name: str, numbers: Mapping[str, Any]) -> str:
+    """The index's paragraph for notebook ``name``, every figure in it taken from ``numbers``.
+
+    Numbers a notebook did not save are listed as they are rather than guessed.
+
+    >>> summary_paragraph("bounds", {"checks": 6, "checks_passed": 6, "inside_region": True, "dataset": "compas",
+    ...                              "slope": -0.41, "slope_low": -0.6, "slope_high": -0.22, "runs": 12})[:52]
+    '6 of 6 symbolic checks of the theorems passed; in si'
+    """
+    fn = _SUMMARIES.get(name)
+    if fn is not None:
+        try:
+            return fn(numbers)
+        except (KeyError, TypeError, ValueError):
+            pass
+    plain = {k: v for k, v in numbers.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return "Key numbers: " + "; ".join(f"{k} = {v}" for k, v in plain.items()) + "." if plain else "No key numbers saved."
+
+
+# ----------------------------------------------------------------------------------------------
+# The report of every phase: plan (all checks), run each notebook, index.
+
+_DATASET_CHOICES = {"tour": ("adult", "compas", "german", "digits", "fashion_mnist", "mnist", "cifar10"),
+                    "tradeoffs": ("adult", "compas", "german"), "bounds": ("adult", "compas", "german"),
+                    "adaptive": ("adult", "compas", "german", "digits", "fashion_mnist"),
+                    "vtrust": ("adult", "compas", "german"), "guidelines": ()}
+
+
+def plan_report(names=("all",), *, preset: str = "quick", dataset: str | None = None,
+                parameters: Mapping[str, Any] | None = None, out_dir: str | Path = "reports") -> list[dict]:
+    """Check everything a report run needs and return, per notebook, its path, folder and parameters.
+
+    ``names`` are short names from :data:`NOTEBOOKS` or ``"all"`` (every phase, in :data:`PHASES`
+    order). ``parameters`` apply to every notebook that declares them; ``"adaptive.seeds"`` to one
+    notebook only. ``dataset`` sets ``dataset`` (or ``datasets``) of every notebook that takes one.
+    Everything is refused here, before any notebook runs: an unknown notebook or preset, a
+    parameter no notebook in the report declares, a value of the wrong type, a dataset a notebook
+    cannot use.
+
+    >>> [p["name"] for p in plan_report(["vtrust", "tour"], parameters={"seeds": [0]})]
+    ['tour', 'vtrust']
+    >>> plan_report(["vtrust"], parameters={"seed": [0]})
+    Traceback (most recent call last):
+    ...
+    ValueError: no notebook in this report declares parameter 'seed' (did you mean 'seeds'?); vtrust: aug_factor, dataset, error_threshold, fraction, fractions, lam, lams, quick, robust_corruptions, robustness, seeds, static_charts, value
+    """
+    import difflib
+
+    import papermill as pm
+
+    if isinstance(names, str):
+        names = [names]
+    names = list(names) or ["all"]
+    unknown = [n for n in names if n != "all" and n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebook {unknown[0]!r}; allowed: all, {', '.join(NOTEBOOKS)}")
+    wanted = set(PHASES) if "all" in names else set(names)
+    chosen = [n for n in PHASES if n in wanted]
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    out_dir = Path(out_dir)
+    declared = {n: pm.inspect_notebook(str(notebook_dir() / NOTEBOOKS[n])) for n in chosen}
+    params = {n: dict(PRESETS[preset].get(n, {})) for n in chosen}
+    if dataset is not None:
+        for n in chosen:
+            key = "dataset" if "dataset" in declared[n] else ("datasets" if "datasets" in declared[n] else None)
+            if key is None:
+                continue
+            if dataset not in _DATASET_CHOICES[n]:
+                raise ValueError(f"dataset {dataset!r} does not fit notebook {n} ({NOTEBOOKS[n]}), which takes "
+                                 f"{', '.join(_DATASET_CHOICES[n])}; name the notebooks to run instead of all")
+            params[n][key] = dataset if key == "dataset" else [dataset]
+    for key, value in (parameters or {}).items():
+        target, _, pname = key.rpartition(".")
+        if target and target not in chosen:
+            raise ValueError(f"parameter {key!r} names notebook {target!r}, which is not in this report ({', '.join(chosen)})")
+        targets = [target] if target else [n for n in chosen if pname in declared[n]]
+        if not targets or (target and pname not in declared[target]):
+            every = sorted({p for n in (targets or chosen) for p in declared[n] if p not in ("out_dir", "reports_dir")})
+            close = difflib.get_close_matches(pname, every, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            where = "; ".join(f"{n}: {', '.join(sorted(p for p in declared[n] if p not in ('out_dir', 'reports_dir')))}"
+                              for n in (targets or chosen))
+            raise ValueError(f"no notebook in this report declares parameter {pname!r}{hint}; {where}")
+        if pname in ("out_dir", "reports_dir"):
+            raise ValueError(f"parameter {pname!r} is set by the report (use --out DIR)")
+        for n in targets:
+            params[n][pname] = value
+    plan = []
+    for n in chosen:
+        folder = out_dir / n
+        if "reports_dir" in declared[n]:
+            params[n]["reports_dir"] = str(out_dir.resolve())
+        check_notebook_parameters(notebook_dir() / NOTEBOOKS[n], params[n])
+        plan.append({"name": n, "notebook": notebook_dir() / NOTEBOOKS[n], "out_dir": folder, "parameters": params[n]})
+    return plan
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text[:600] + (" …" if len(text) > 600 else "")
+
+
+def _error_of(exc: BaseException) -> str:
+    """The useful line of a failure: papermill's error names the cell's exception and message."""
+    ename = getattr(exc, "ename", None)
+    if ename:
+        return _one_line(f"{ename}: {getattr(exc, 'evalue', '')}")
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _figures(folder: Path) -> list[str]:
+    figs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []
+    return [str(p.relative_to(folder)) for p in figs]
+
+
+def run_report(names=("all",), *, preset: str = "quick", dataset: str | None = None,
+               parameters: Mapping[str, Any] | None = None, out_dir: str | Path = "reports",
+               show_code: bool = False, progress: bool = True, kernel: str = "python3") -> list[dict]:
+    """Run the phase notebooks as one report: per notebook a folder, and an ``index.html`` over them.
+
+    Each notebook runs through :func:`run_notebook` into ``out_dir/NAME/`` (the executed .ipynb,
+    the offline HTML page, ``figures/`` with PNG and SVG charts, ``numbers.json`` with its key
+    numbers). Everything is checked first (:func:`plan_report`). A notebook that fails does not
+    stop the others: the index marks it failed, with the error. The index is rewritten after every
+    notebook, so a killed run keeps every finished page. Returns one entry per notebook: name,
+    status (``"ok"`` or ``"failed"``), error, seconds and the paths written.
+    """
+    import json
+    import time
+
+    from tqdm.auto import tqdm
+
+    plan = plan_report(names, preset=preset, dataset=dataset, parameters=parameters, out_dir=out_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [{"name": p["name"], "status": "pending", "error": None, "seconds": None, "parameters": p["parameters"]}
+               for p in plan]
+    earlier = _earlier_entries(out_dir, {p["name"] for p in plan})
+
+    def everything():  # this run's notebooks and, kept from an earlier run into the same folder, the others
+        order = {n: i for i, n in enumerate(PHASES)}
+        return sorted(earlier + results, key=lambda e: order.get(e["name"], len(order)))
+
+    bar = tqdm(plan, desc="report", unit="notebook", disable=not progress)
+    for entry, p in zip(results, bar):
+        bar.set_postfix_str(p["name"])
+        folder = p["out_dir"]
+        if folder.is_dir() and (folder / "numbers.json").is_file():
+            (folder / "numbers.json").unlink()  # numbers belong to this run only
+        start = time.perf_counter()
+        try:
+            paths = run_notebook(p["notebook"], out_dir=folder, parameters=p["parameters"], progress=progress,
+                                 show_code=show_code, kernel=kernel)
+            entry["status"] = "ok"
+            entry["paths"] = {k: str(v.relative_to(out_dir)) for k, v in paths.items()}
+        except Exception as exc:  # one failed notebook must not lose the others' pages
+            entry["status"], entry["error"] = "failed", _error_of(exc)
+            executed = folder / p["notebook"].name
+            entry["paths"] = {"notebook": str(executed.relative_to(out_dir))} if executed.is_file() else {}
+            if executed.is_file() and "html" not in entry["paths"]:
+                try:  # the partial page helps to see where it stopped
+                    entry["paths"]["html"] = str(_export_html(executed, show_code=show_code).relative_to(out_dir))
+                except Exception:
+                    pass
+        entry["seconds"] = round(time.perf_counter() - start, 1)
+        numbers_path = folder / "numbers.json"
+        entry["numbers"] = json.loads(numbers_path.read_text()) if numbers_path.is_file() else {}
+        entry["figures"] = _figures(folder)
+        write_index(everything(), out_dir)
+        (out_dir / "report.json").write_text(json.dumps(_plain(everything(), "report"), indent=1), encoding="utf-8")
+    return results
+
+
+def _earlier_entries(out_dir: Path, running: set) -> list[dict]:
+    """Entries of an earlier report into ``out_dir`` for notebooks this run does not repeat (their
+    pages are still there), so running one notebook again keeps the others in the index."""
+    import json
+
+    path = out_dir / "report.json"
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+    except ValueError:
+        return []
+    return [e for e in entries if isinstance(e, dict) and e.get("name") in NOTEBOOKS and e["name"] not in running
+            and (out_dir / e["name"]).is_dir()]
+
+
+def _export_html(executed: Path, *, show_code: bool) -> Path:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=not show_code,
+                            exclude_output_prompt=not show_code)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    path = executed.with_suffix(".html")
+    path.write_text(offline_html(body), encoding="utf-8")
+    return path
+
+
+_INDEX_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+color:#222;line-height:1.45}h1{font-size:1.6rem}section{border-top:1px solid #ddd;padding:.8rem 0}
+h2{font-size:1.2rem;margin:.2rem 0}.status{font-size:.8rem;padding:.1rem .45rem;border-radius:.3rem;margin-left:.5rem}
+.ok{background:#e3f4e1;color:#1d5c1a}.failed{background:#fbe3e3;color:#8a1414}.pending{background:#eee;color:#555}
+.error{font-family:monospace;background:#fff4f4;padding:.4rem;white-space:pre-wrap}.links a{margin-right:.8rem}
+.thumbs img{max-height:140px;margin:.3rem .4rem 0 0;border:1px solid #eee}.meta{color:#666;font-size:.85rem}"""
+
+
+def write_index(results: list[Mapping], out_dir: str | Path) -> Path:
+    """Write ``out_dir/index.html``: one section per notebook with its status, the summary paragraph
+    (:func:`summary_paragraph` of its saved numbers), links to its files and thumbnails of its
+    charts. Self-contained: no script, no font or style fetched from anywhere."""
+    import datetime
+    import html as h
+
+    out_dir = Path(out_dir)
+    done = sum(r["status"] == "ok" for r in results)
+    failed = sum(r["status"] == "failed" for r in results)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>trustkit report</title>"
+             f"<style>{_INDEX_CSS}</style></head><body><h1>trustkit report</h1>"
+             f"<p class='meta'>{done} of {len(results)} notebooks ran, {failed} failed; written "
+             f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}. Every page opens offline.</p>"]
+    for r in results:
+        name = r["name"]
+        parts.append(f"<section id='{h.escape(name)}'><h2>{h.escape(TITLES.get(name, name))}"
+                     f"<span class='status {r['status']}'>{r['status']}</span></h2>")
+        if r.get("seconds") is not None:
+            parts.append(f"<p class='meta'>{h.escape(NOTEBOOKS.get(name, name))} · {r['seconds']:.0f} s</p>")
+        if r["status"] == "failed":
+            parts.append(f"<p class='error'>{h.escape(r.get('error') or 'failed')}</p>")
+        if r.get("numbers"):
+            parts.append(f"<p class='summary'>{h.escape(summary_paragraph(name, r['numbers']))}</p>")
+        links = [(label, r.get("paths", {}).get(key)) for key, label in (("html", "report page"), ("notebook", "notebook"))]
+        if r.get("numbers"):
+            links.append(("key numbers (JSON)", f"{name}/numbers.json"))
+        parts.append("<p class='links'>" + "".join(f"<a href='{h.escape(href)}'>{label}</a>" for label, href in links if href)
+                     + "</p>")
+        if r.get("figures"):
+            parts.append("<div class='thumbs'>" + "".join(
+                f"<a href='{h.escape(name)}/{h.escape(f)}'><img src='{h.escape(name)}/{h.escape(f)}' alt='{h.escape(Path(f).stem)}'></a>"
+                for f in r["figures"]) + "</div>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    path = out_dir / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
