@@ -77,6 +77,8 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not notebook" --doctest-modules trustkit tests $(PYTEST_ARGS)
 
 bench: venv
+	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/selection_cost.py
 	$(PY) benchmarks/budget_overhead.py
 	$(PY) benchmarks/budget_adherence.py
 	$(PY) benchmarks/memory_estimate.py

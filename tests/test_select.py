@@ -42,6 +42,15 @@ def test_last_layer_grads_have_the_closed_form():
     torch.testing.assert_close(per_sample_grads(model, x, y), expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name, shape, classes", [("mlp", (7,), 2), ("mlp", (5,), 4), ("cnn", (1, 8, 8), 10)])
+def test_closed_form_head_grads_equal_torch_func(name, shape, classes):
+    model = make_model(name, input_shape=shape, n_classes=classes, seed=2)
+    x = torch.randn(9, *shape, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, classes, (9,), generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(per_sample_grads(model, x, y), per_sample_grads(model, x, y, closed_form=False),
+                               atol=1e-6, rtol=1e-5)
+
+
 def test_per_sample_grads_errors():
     with pytest.raises(ValueError, match="unknown scope"):
         per_sample_grads(torch.nn.Linear(2, 2), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), scope="head")

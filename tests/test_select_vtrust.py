@@ -511,7 +511,7 @@ def test_collector_offers_each_atoms_mean_feature_and_a_target_scaled_per_block(
             super().offer(ids, X)
 
     lam = 0.3
-    sel = VTruST(value="accuracy+fairness", lam=lam, fraction=0.5, progress=False, seed=0)
+    sel = VTruST(value="accuracy+fairness", lam=lam, fraction=0.5, progress=False, seed=0, exact=True)
     value = make_value_function(german, "accuracy+fairness", lam=lam, max_rows=40, fair_rows=16, seed=0)
     n = len(german.train)
     order = np.random.default_rng(0).permutation(n)
@@ -699,3 +699,97 @@ def test_ssfr_a_cell_smaller_than_min_share_gives_all_its_points():
     h = cb.history[-1]
     assert (h["n_y1_0"], h["n_y1_1"]) == (2, 23) and (h["n_y0_0"], h["n_y0_1"]) == (13, 12)
     assert h["selected"] == int(term.mask.sum()) == 50
+
+
+def _atom_features(german, *, exact, feature="paper", quad_sample=16, sizes=(1, 2, 3, 4, 20)):
+    """The features a collector offers for atoms of the given sizes (one epoch, planted models)."""
+    from types import SimpleNamespace
+
+    from trustkit.select import OnlineOMP
+    from trustkit.select._value import set_precision
+    from trustkit.select._vtrust import _Collector
+
+    class Spy(OnlineOMP):
+        def offer(self, ids, X):
+            self.seen = (list(ids), torch.as_tensor(X).clone())
+            super().offer(ids, X)
+
+    sel = VTruST(value="accuracy+fairness", lam=0.5, fraction=0.5, progress=False, seed=0, exact=exact,
+                 feature=feature, quad_sample=quad_sample)
+    value = make_value_function(german, "accuracy+fairness", lam=0.5, max_rows=40, fair_rows=16, seed=0)
+    set_precision(value, torch.float64 if exact else torch.float32)
+    n = len(german.train)
+    order = np.random.default_rng(0).permutation(n)
+    cuts = np.cumsum(np.resize(list(sizes), n))
+    atoms = [order[a:b] for a, b in zip(np.r_[0, cuts], cuts) if a < n]
+    spy = Spy(n_atoms=8)
+    collector = _Collector(sel, value, atoms, spy)
+    collector.on_fit_start(SimpleNamespace(model=make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0)))
+    now = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=1)
+    collector.on_epoch_end(SimpleNamespace(model=now, task=german, epoch=1), None)
+    ids, X = spy.seen
+    return X[:, np.argsort(ids)], atoms
+
+
+def test_fast_features_equal_the_exact_ones_when_every_member_is_used(german):
+    exact, atoms = _atom_features(german, exact=True)
+    fast, _ = _atom_features(german, exact=False, quad_sample=20)  # every member of every atom
+    torch.testing.assert_close(fast, exact, rtol=2e-4, atol=1e-6)
+    # first-order features are linear in the gradient: exact from the mean gradient with any sample
+    lin_exact, _ = _atom_features(german, exact=True, feature="tracin")
+    lin_fast, _ = _atom_features(german, exact=False, feature="tracin", quad_sample=1)
+    torch.testing.assert_close(lin_fast, lin_exact, rtol=2e-4, atol=1e-6)
+
+
+def test_fast_features_estimate_the_square_term_from_a_sample_of_members(german):
+    exact, atoms = _atom_features(german, exact=True)
+    fast, _ = _atom_features(german, exact=False, quad_sample=2)
+    small = torch.as_tensor([len(a) <= 2 for a in atoms])
+    torch.testing.assert_close(fast[:, small], exact[:, small], rtol=2e-4, atol=1e-6)  # all members used
+    big = ~small
+    err = (fast[:, big] - exact[:, big]).norm() / exact[:, big].norm()
+    assert 0 < err < 0.05  # an estimate (not exact) that moves the features little
+
+
+def test_fast_selection_matches_the_exact_one_within_selector_noise(german):
+    """Same seeds: the fast path's subset overlaps the exact one more than two exact runs with
+    different selector seeds overlap, and the retrained models' test metrics agree within noise."""
+    from trustkit.select import subset_task
+    from trustkit.train import Trainer
+
+    def run(**kw):
+        kw = {"value": "accuracy+fairness", "fraction": 0.3, "epochs": 5, "progress": False, "seed": 0, **kw}
+        return VTruST(**kw).select(german)
+
+    exact, fast, other = run(exact=True), run(), run(exact=True, seed=1)
+    same = set(exact.indices) & set(fast.indices)
+    overlap = len(same) / len(set(exact.indices) | set(fast.indices))
+    noise = len(set(exact.indices) & set(other.indices)) / len(set(exact.indices) | set(other.indices))
+    assert overlap > noise and overlap >= 0.5, (overlap, noise)
+    # with every member used for the square term, float32 changes nothing in the selection
+    assert set(run(quad_sample=10_000).indices) == set(exact.indices)
+
+    def test_metrics(res):
+        rec = Trainer(model="mlp", epochs=10, seed=0, progress=False).fit(subset_task(german, res.indices))
+        return rec.test["accuracy"], rec.test["eo_gap"]
+
+    (acc_e, eo_e), (acc_f, eo_f), (acc_o, eo_o) = test_metrics(exact), test_metrics(fast), test_metrics(other)
+    assert abs(acc_f - acc_e) <= max(abs(acc_o - acc_e), 0.03)
+    assert abs(eo_f - eo_e) <= max(abs(eo_o - eo_e), 0.05)
+    assert fast.diagnostics["exact"] is False and exact.diagnostics["exact"] is True
+
+
+def test_fairness_components_without_forming_the_weight_matrix(german):
+    import torch.nn.functional as F
+
+    from trustkit.select._features import sample_grads
+
+    value = make_value_function(german, "fairness", fair_rows=32, seed=0)
+    model = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=3)
+    comp = value(model)
+    with torch.no_grad():
+        losses = F.cross_entropy(model(value.X), value.y, reduction="none").double()
+    g = sample_grads(model, value.X, value.y).double()
+    W = value.weights(losses)  # the dense (rows × points) map the components are defined by
+    torch.testing.assert_close(comp.values, W @ losses)
+    torch.testing.assert_close(comp.grads, W @ g)

@@ -119,9 +119,10 @@ def test_a_trade_off_panel_served_by_voila_answers_a_slider_in_a_browser(tmp_pat
     nbformat.write(nb, tmp_path / "panel.ipynb")
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+    log = open(tmp_path / "voila.log", "w")  # a file, not a pipe nobody reads: a full pipe would block the server
     server = subprocess.Popen([sys.executable, "-m", "voila", "panel.ipynb", f"--port={port}", "--no-browser",
                                "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=True"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -129,15 +130,18 @@ def test_a_trade_off_panel_served_by_voila_answers_a_slider_in_a_browser(tmp_pat
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             if server.poll() is not None:
-                pytest.fail(f"voila exited: {server.stdout.read()}")
+                pytest.fail(f"voila exited: {(tmp_path / 'voila.log').read_text()[-3000:]}")
             time.sleep(0.3)
         cell = 'td[data-metric="accuracy"][data-field="diff"]'
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
             try:
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
-                page.wait_for_selector(cell, timeout=90_000)
+                page.goto(f"http://127.0.0.1:{port}/", timeout=120_000, wait_until="commit")
+                try:
+                    page.wait_for_selector(cell, timeout=120_000)
+                except Exception:
+                    pytest.fail(f"the panel did not show; voila's log: {(tmp_path / 'voila.log').read_text()[-3000:]}")
                 first = tradeoff_point(frame, constraint="quantize", level="int8", metrics=["accuracy"], mitigation="erm")
                 assert page.inner_text(cell) == f"{first['accuracy']['diff']:.4f}"
                 page.locator(".noUi-handle").first.focus()  # the level slider; one step to the right: int4
@@ -162,5 +166,6 @@ def test_a_trade_off_panel_served_by_voila_answers_a_slider_in_a_browser(tmp_pat
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+        log.close()
     assert (tmp_path / "panel.png").stat().st_size > 1000
     print(f"screenshot: {tmp_path / 'panel.png'}")

@@ -453,7 +453,10 @@ def run_report(names=("all",), *, preset: str = "quick", dataset: str | None = N
 
     from tqdm.auto import tqdm
 
+    from .config import set_threads
+
     plan = plan_report(names, preset=preset, dataset=dataset, parameters=parameters, out_dir=out_dir)
+    set_threads()  # one kernel at a time: all the cores (or $TRUSTKIT_THREADS); the kernels inherit it
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [{"name": p["name"], "status": "pending", "error": None, "seconds": None, "parameters": p["parameters"]}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._validation import check_choice, check_int
 from ..data import DATASETS, load_task
-from ..train import Trainer
+from ..train import Trainer, plain_loop
 from ._overview import QUICK_CORRUPTIONS
 from ._store import ResultStore, run_grid
 
@@ -20,7 +20,7 @@ __all__ = ["select_subset", "selection_comparison", "selection_explanations", "l
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
 # part of every selection run's config: stored runs of an earlier selector are not reused
-SELECTOR_VERSION = 2
+SELECTOR_VERSION = 3
 _LAMBDA_METHODS = ("vtrust", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
 
@@ -75,9 +75,9 @@ def _selection_run(cfg: Mapping) -> dict:
         return {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train),
                 **subset_balance(task.train.y, task.train.y)}
     t_plain = None
-    if cfg["method"] != "whole":  # one plain whole-data run, to express selection time as a multiple of it
+    if cfg["method"] != "whole":  # the plain loop of the selector's epochs, to express selection time as a multiple of it
         t0 = time.perf_counter()
-        Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False, metrics=["accuracy"]).fit(task)
+        plain_loop(task, model="mlp", epochs=cfg["select_epochs"], lr=3e-3, seed=cfg["seed"])
         t_plain = time.perf_counter() - t0
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -112,7 +112,9 @@ def selection_comparison(
     processes, a Dask cluster), as in :func:`run_grid`; results and resuming are the same.
 
     The seed fixes the split, the selection and the retraining. ``select_x`` is the selection
-    time as a multiple of one plain whole-data training run measured in the same process.
+    time divided by the time of :func:`trustkit.train.plain_loop` (a hand-written Adam loop, no
+    validation) on the whole training split for the same number of epochs as the selector's own
+    training (``select_epochs``), measured in the same process just before.
     VTruST and TracIn (plain and class-stratified) run once per λ in ``lams``; the others ignore
     λ. fairlearn's references (``"expgrad"``, ``"threshold"``) train on the whole split. Every
     row also gives the class make-up of its training subset (:func:`subset_balance`), so a

@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from ..config import set_threads, worker_threads
+
 __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "worker_threads", "RunFailed"]
 
 #: how :func:`run_grid` runs configs: one after another, in local processes (joblib/loky), or on a
@@ -266,28 +268,12 @@ class RunFailed(RuntimeError):
     """Raised by :func:`run_grid` (``on_error="raise"``) when a config's run raised; names the config."""
 
 
-def worker_threads(workers: int, *, cores: int | None = None) -> int:
-    """Torch threads per worker so that ``workers`` processes do not oversubscribe the cores.
-
-    Two processes with two torch threads each on two cores slowed small-batch training 5–11× here;
-    the cores are divided among the workers (at least one thread each).
-
-    >>> worker_threads(2, cores=2), worker_threads(1, cores=8), worker_threads(16, cores=4)
-    (1, 8, 1)
-    """
-    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    return max(1, int(cores) // max(1, int(workers)))
-
-
 def _call(run: Callable[[Mapping], Mapping], cfg: Mapping, threads: int | None, catch: bool = True):
     """Run one config in a worker: set the torch threads first; return (result, error text)."""
     import traceback
 
     if threads is not None:
-        import torch
-
-        torch.set_num_threads(int(threads))
-        os.environ["OMP_NUM_THREADS"] = str(int(threads))
+        set_threads(int(threads))
     if not catch:
         return dict(run(cfg)), None
     try:

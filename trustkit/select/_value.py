@@ -31,7 +31,7 @@ from .._validation import check_choice, check_fraction, check_int
 from ._features import sample_grads
 
 __all__ = ["ValueFunction", "ValueComponents", "accuracy_value", "fairness_value", "robustness_value",
-           "composite_value", "VALUE_FUNCTIONS", "check_value_function"]
+           "composite_value", "VALUE_FUNCTIONS", "check_value_function", "set_precision"]
 
 
 @dataclass
@@ -51,6 +51,9 @@ class ValueFunction(ABC):
     """
 
     name = "value"
+    #: precision of the components and their gradients (float64 for the exact selection path;
+    #: the fast path sets float32 through :func:`set_precision`)
+    dtype = torch.float64
 
     def __init__(self, X, y, *, scope: str = "last_layer", projection: int | None = None, projection_seed: int = 0):
         self.X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
@@ -75,11 +78,14 @@ class ValueFunction(ABC):
         model.eval()
         try:
             with torch.no_grad():
-                losses = F.cross_entropy(model(self.X), self.y, reduction="none").double()
+                losses = F.cross_entropy(model(self.X), self.y, reduction="none").to(self.dtype)
             g = sample_grads(model, self.X, self.y, scope=self.scope, projection=self.projection,
-                             seed=self.projection_seed).double()
+                             seed=self.projection_seed).to(self.dtype)
         finally:
             model.train(was)
+        return self._components(losses, g)
+
+    def _components(self, losses: torch.Tensor, g: torch.Tensor) -> ValueComponents:
         W = self.weights(losses)
         return ValueComponents(values=W @ losses, grads=W @ g)
 
@@ -98,7 +104,10 @@ class _PerPoint(ValueFunction):
         return len(self.y)
 
     def weights(self, losses):
-        return torch.eye(len(losses), dtype=torch.double)
+        return torch.eye(len(losses), dtype=losses.dtype)
+
+    def _components(self, losses, g):  # the weights are the identity: skip the product
+        return ValueComponents(values=losses, grads=g)
 
 
 class accuracy_value(_PerPoint):
@@ -142,29 +151,74 @@ class fairness_value(ValueFunction):
                 if len(idx) == 0:
                     raise ValueError(f"validation cell (label={lab}, group={g}) is empty; the EO disparity is undefined")
                 self.cells[(lab, g_i)] = idx
-        # membership masks of the random halves: (n_rows, n) per cell, each row a mean over its half
-        n = len(yv)
-        self._M = {}
+        # the random halves: row r of a cell is the mean over the points picked for it; stored as
+        # the picked positions within the cell, the (n_rows, n) masks are built only when asked
+        self._n = len(yv)
+        self._picks = {}
         for key, idx in self.cells.items():
-            m = np.zeros((self._n_rows, n))
             half = max(1, len(idx) // 2)
-            for r in range(self._n_rows):
-                pick = rng.choice(idx, size=half, replace=False)
-                m[r, pick] = 1.0 / half
-            self._M[key] = torch.from_numpy(m)
+            picked = np.stack([rng.choice(idx, size=half, replace=False) for _ in range(self._n_rows)])
+            self._picks[key] = np.searchsorted(idx, picked)  # idx is sorted: positions within the cell
+        self._by_dtype = {}
+
+    @property
+    def _M(self) -> dict:
+        """The dense ``(n_rows, n)`` membership masks of the halves, per cell (built on first use)."""
+        if "dense" not in self._by_dtype:
+            out = {}
+            for key, idx in self.cells.items():
+                m = torch.zeros(self._n_rows, self._n, dtype=torch.float64)
+                m[:, torch.as_tensor(idx)] = self._cell_masks(torch.float64)[key]
+                out[key] = m
+            self._by_dtype["dense"] = out
+        return self._by_dtype["dense"]
 
     @property
     def n_rows(self) -> int:
         return self._n_rows
 
+    def _masks(self, dtype) -> dict:
+        if dtype not in self._by_dtype:
+            self._by_dtype[dtype] = {k: m.to(dtype) for k, m in self._M.items()}
+        return self._by_dtype[dtype]
+
+    def _cell_masks(self, dtype) -> dict:
+        """Each cell's mask restricted to the cell's own columns, ``(n_rows, |cell|)``: the rest is zero."""
+        key = ("cells", dtype)
+        if key not in self._by_dtype:
+            out = {}
+            for k, idx in self.cells.items():
+                picks = torch.as_tensor(self._picks[k])
+                m = torch.zeros(self._n_rows, len(idx), dtype=dtype)
+                m.scatter_(1, picks, 1.0 / picks.shape[1])
+                out[k] = m
+            self._by_dtype[key] = out
+        return self._by_dtype[key]
+
+    def _components(self, losses, g):
+        """``W @ losses`` and ``W @ g`` without forming ``W``: the four cells' masks touch disjoint
+        columns, so each cell's mean loss and mean gradient per row come from its own columns."""
+        M = self._cell_masks(losses.dtype)
+        idx = {k: torch.as_tensor(v) for k, v in self.cells.items()}
+        L = {k: m @ losses[idx[k]] for k, m in M.items()}
+        Gc = {k: m @ g[idx[k]] for k, m in M.items()}
+        gap0, gap1 = L[(0, 0)] - L[(0, 1)], L[(1, 0)] - L[(1, 1)]
+        use1 = gap1.abs() > gap0.abs()
+        s0 = torch.where(use1, torch.zeros_like(gap0), torch.sign(gap0))
+        s1 = torch.where(use1, torch.sign(gap1), torch.zeros_like(gap1))
+        values = s0 * gap0 + s1 * gap1
+        grads = s0[:, None] * (Gc[(0, 0)] - Gc[(0, 1)]) + s1[:, None] * (Gc[(1, 0)] - Gc[(1, 1)])
+        return ValueComponents(values=values, grads=grads)
+
     def weights(self, losses):
-        L = {k: m @ losses for k, m in self._M.items()}  # (n_rows,) cell mean losses per row
+        M = self._masks(losses.dtype)
+        L = {k: m @ losses for k, m in M.items()}  # (n_rows,) cell mean losses per row
         gap0 = L[(0, 0)] - L[(0, 1)]
         gap1 = L[(1, 0)] - L[(1, 1)]
         use1 = gap1.abs() > gap0.abs()
         s0 = torch.where(use1, torch.zeros_like(gap0), torch.sign(gap0))
         s1 = torch.where(use1, torch.sign(gap1), torch.zeros_like(gap1))
-        return (s0[:, None] * (self._M[(0, 0)] - self._M[(0, 1)]) + s1[:, None] * (self._M[(1, 0)] - self._M[(1, 1)]))
+        return (s0[:, None] * (M[(0, 0)] - M[(0, 1)]) + s1[:, None] * (M[(1, 0)] - M[(1, 1)]))
 
 
 class composite_value:
@@ -191,6 +245,12 @@ class composite_value:
     def blocks(self) -> list[tuple[slice, float]]:
         n1 = self.first.n_rows
         return [(slice(0, n1), self.lam), (slice(n1, n1 + self.second.n_rows), 1.0 - self.lam)]
+
+
+def set_precision(value, dtype: torch.dtype) -> None:
+    """Compute a value function's components (both blocks of a composite) in ``dtype``."""
+    for part in (value.first, value.second) if isinstance(value, composite_value) else (value,):
+        part.dtype = dtype
 
 
 VALUE_FUNCTIONS = ("accuracy", "fairness", "robustness", "accuracy+fairness", "accuracy+robustness", "robustness+fairness")

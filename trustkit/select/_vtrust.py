@@ -63,6 +63,7 @@ from ._value import (
     composite_value,
     fairness_value,
     robustness_value,
+    set_precision,
 )
 
 __all__ = ["VTruST", "SelectionResult", "subset_task", "make_value_function", "feature_rank"]
@@ -190,6 +191,13 @@ class _Collector(Callback):
         for k, a in enumerate(atoms):
             self.atom_of[a] = k
             self.weight_of[a] = 1.0 / len(a)
+        # fast path: the members whose s²/2 terms estimate each atom's mean (all of a small atom)
+        rng = np.random.default_rng(selector.seed + 7919)
+        picks = [a if len(a) <= selector.quad_sample else rng.choice(a, selector.quad_sample, replace=False)
+                 for a in atoms]
+        self.q_idx = torch.as_tensor(np.concatenate(picks), dtype=torch.long)
+        self.q_owner = torch.as_tensor(np.repeat(np.arange(len(atoms)), [len(p) for p in picks]), dtype=torch.long)
+        self.q_weight = torch.as_tensor(np.concatenate([np.full(len(p), 1.0 / len(p)) for p in picks]), dtype=torch.float32)
 
     def on_fit_start(self, state):
         t0 = time.perf_counter()
@@ -210,14 +218,8 @@ class _Collector(Callback):
             scale[rows] = w / nrm if nrm > 0 else 0.0
         X = torch.as_tensor(task.train.X)
         Y = torch.as_tensor(task.train.y)
-        # mean feature of each atom, accumulated chunk by chunk (never the full M × N matrix)
-        F_atoms = torch.zeros(len(y), len(self.atoms), dtype=torch.double)
-        for s in range(0, len(Y), 2048):
-            g = sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope,
-                             projection=self.sel.projection, seed=self.sel.seed).double()
-            f = value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature)  # (M, chunk)
-            F_atoms.index_add_(1, self.atom_of[s : s + 2048], f * self.weight_of[s : s + 2048])
-        target, feats = y * scale, F_atoms * scale[:, None]
+        F_atoms = self._exact_features(model, X, Y, comp) if self.sel.exact else self._fast_features(model, X, Y, comp)
+        target, feats = y.double() * scale, F_atoms * scale[:, None]
         self.omp.start_epoch(target)
         order = np.random.default_rng(self.sel.seed + state.epoch).permutation(len(self.atoms))
         self.omp.offer(order, feats[:, order])
@@ -226,6 +228,50 @@ class _Collector(Callback):
         summary["relative_residual"] = current_residual(feats[:, self.omp.selected_ids], target)
         self.seconds += time.perf_counter() - t0
         self.history.append({"epoch": state.epoch, **summary, "selection_s": self.seconds})
+
+
+    def _exact_features(self, model, X, Y, comp) -> torch.Tensor:
+        """Mean feature of each atom over all its members, in float64, chunk by chunk (never the
+        full M × N matrix): ``M × N × P`` multiply-adds per epoch."""
+        F_atoms = torch.zeros(comp.grads.shape[0], len(self.atoms), dtype=torch.double)
+        for s in range(0, len(Y), 2048):
+            g = sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope,
+                             projection=self.sel.projection, seed=self.sel.seed).double()
+            f = value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature)  # (M, chunk)
+            F_atoms.index_add_(1, self.atom_of[s : s + 2048], f * self.weight_of[s : s + 2048])
+        return F_atoms
+
+    def _fast_features(self, model, X, Y, comp) -> torch.Tensor:
+        """The same means in float32, the first-order part exactly and the ``s²/2`` part estimated.
+
+        The first-order feature is linear in the gradient, so an atom's mean of ``s = η G g_i`` is
+        ``η G ḡ`` with ``ḡ`` the atom's mean gradient: ``M × A × P`` instead of ``M × N × P``.
+        The paper's ``s²/2`` is not linear; its atom mean is estimated from ``quad_sample``
+        members per atom drawn once (every member of a smaller atom: exact there, and for
+        ``unit="sample"``). That term is of the order of ``s`` times ``s`` itself, small beside
+        ``s``, so the estimate moves the features little; the selector's tests compare the
+        subsets and their test metrics with ``exact=True`` on the same seeds.
+        """
+        G = comp.grads.float()
+        P = G.shape[1]
+        g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=self.sel.scope,
+                                        projection=self.sel.projection, seed=self.sel.seed).float()
+                           for s in range(0, len(Y), 4096)])
+        gbar = torch.zeros(len(self.atoms), P).index_add_(0, self.atom_of, g_all * self.weight_of.float()[:, None])
+        F = self.sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
+        if self.sel.feature == "paper":
+            gq = g_all[self.q_idx]
+            head = getattr(model, "head", None)
+            if (self.sel.scope == "last_layer" and self.sel.projection is None and isinstance(head, torch.nn.Linear)
+                    and head.out_features == 2 and head.bias is not None):
+                # a two-class softmax head: g = [e₀h, e₁h, e₀, e₁] with e₁ = −e₀, so G·g equals
+                # (G_w0 − G_w1)·(e₀h) + (G_b0 − G_b1)·e₀: the same numbers from half the columns
+                H = head.in_features
+                G = torch.cat([G[:, :H] - G[:, H : 2 * H], (G[:, 2 * H] - G[:, 2 * H + 1])[:, None]], 1)
+                gq = torch.cat([gq[:, :H], gq[:, 2 * H : 2 * H + 1]], 1)
+            s = (G @ gq.T).square_().mul_(0.5 * self.sel.lr**2 * self.q_weight)  # (M, sampled members): s²/2, weighted
+            F.index_add_(1, self.q_owner, s)
+        return F.double()
 
 
 class VTruST:
@@ -259,6 +305,13 @@ class VTruST:
         Non-negative weights for the selected atoms (default): a point is selected only for
         the value it adds, never with a negative weight for the harm it does (see
         :class:`~trustkit.select.OnlineOMP`). ``False`` gives the signed least-squares fit.
+    exact : bool
+        ``False`` (default): the fast path, value functions and features in float32, each
+        atom's first-order feature from its mean gradient (exact) and the paper's ``s²/2`` term
+        from ``quad_sample`` members per atom (an estimate; see ``_Collector._fast_features``).
+        ``True``: every member's feature in float64, as the paper computes it.
+    quad_sample : int
+        Members per atom that estimate the ``s²/2`` term on the fast path (default 16).
     epochs, lr, batch_size, model, seed
         The ERM run during which features are collected (``lr`` is also η in the features).
 
@@ -274,8 +327,8 @@ class VTruST:
                  unit: str = "batch", atom_size: int | None = None, feature: str = "paper",
                  scope: str = "last_layer", projection: int | None = None, epochs: int = 10, lr: float = 3e-3, batch_size: int = 128,
                  model: str = "mlp", max_rows: int = 2000, fair_rows: int = 512, label_noise: float = 0.2,
-                 feature_std: float = 0.3, target: str = "realized", nonneg: bool = True, seed: int = 0,
-                 progress: bool = True):
+                 feature_std: float = 0.3, target: str = "realized", nonneg: bool = True, exact: bool = False,
+                 quad_sample: int = 16, seed: int = 0, progress: bool = True):
         check_choice("value function", value, VALUE_FUNCTIONS)
         self.value = value
         self.lam = check_fraction("lam", lam, inclusive_low=True, inclusive_high=True)
@@ -295,6 +348,10 @@ class VTruST:
         if not isinstance(nonneg, bool):
             raise TypeError(f"nonneg must be True or False; got {nonneg!r}")
         self.nonneg = nonneg
+        if not isinstance(exact, bool):
+            raise TypeError(f"exact must be True or False; got {exact!r}")
+        self.exact = exact
+        self.quad_sample = check_int("quad_sample", quad_sample, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
         self.progress = progress
 
@@ -319,6 +376,7 @@ class VTruST:
         value = make_value_function(task, self.value, lam=self.lam, max_rows=self.max_rows, fair_rows=self.fair_rows,
                                     label_noise=self.label_noise, feature_std=self.feature_std, seed=self.seed,
                                     scope=self.scope, projection=self.projection)
+        set_precision(value, torch.float64 if self.exact else torch.float32)
         probe = make_model_probe(task, self.model, self.seed)
         ranks = feature_rank(probe, task, value, scope=self.scope, projection=self.projection, seed=self.seed)
         capacity = min(value.n_rows, ranks["rank"])
@@ -349,7 +407,7 @@ class VTruST:
             "online_residual_mixed_epochs": omp.relative_residual,
             "unit": self.unit, "atom_size": size, "n_candidate_atoms": len(atoms),
             "n_points": len(indices), "fraction_selected": len(indices) / len(task.train),
-            "value": self.value, "lam": self.lam, "feature": self.feature, "nonneg": self.nonneg,
+            "value": self.value, "lam": self.lam, "feature": self.feature, "nonneg": self.nonneg, "exact": self.exact,
             "gradient_dim": ranks["gradient_dim"], "gradient_rank": ranks["gradient_rank"],
             "value_rank": ranks["value_rank"], "feature_rank": ranks["rank"],
             "selection_s": collector.seconds, "training_s": total - collector.seconds,

@@ -213,6 +213,7 @@ class RunRecord:
             "params": self.usage["params"],
             "gflops": self.usage["flops"] / 1e9,
             "callback_s": sum(e.callback_s for e in self.epochs),
+            "threads": self.usage.get("threads"),
             "stopped_by": self.stopped_by,
         })
         return row
@@ -305,6 +306,7 @@ class _Batches:
             # drawn on the CPU (the same order on every device), moved once per pass
             self.perm, self.cursor = torch.randperm(self.n, generator=self.gen).to(self.device), 0
         idx = self.perm[self.cursor : self.cursor + self.bs]
+        self.start = self.cursor
         self.cursor += self.bs
         return idx
 
@@ -313,6 +315,10 @@ class _Batches:
         c.gen.set_state(self.gen.get_state())
         c.perm, c.cursor = self.perm, self.cursor
         return c
+
+
+# FLOPs and saved bytes of a kind of step of a built-in model, and the seconds counting them took
+_STEP_COSTS: dict = {}
 
 
 class Trainer:
@@ -468,6 +474,10 @@ class Trainer:
 
     def _loss(self, model, batch: Batch, weights: Mapping[str, float], terms=None) -> tuple[torch.Tensor, dict]:
         logits = model(batch.x)
+        active = [t for t in (self.terms if terms is None else terms) if weights.get(t.name, 0.0)]
+        if len(active) == 1 and weights[active[0].name] == 1.0:  # one term at weight 1 (ERM): the loss is that term
+            value = active[0](model, batch, logits)
+            return value, {active[0].name: value.detach()}
         total = logits.new_zeros(())
         parts = {}
         for term in self.terms if terms is None else terms:
@@ -483,8 +493,10 @@ class Trainer:
                                            if weights.get(t.name, 0.0))))
 
     @staticmethod
-    def _active(weights: Mapping[str, float], fractions: Mapping[str, float], s: int) -> dict:
+    def _active(weights: Mapping[str, float], fractions: Mapping[str, float], s: int) -> Mapping[str, float]:
         """The weights of step ``s`` of an epoch: a term with fraction f is on for an even f-share of steps."""
+        if all(f >= 1.0 for f in fractions.values()):  # every term on every step: the weights as they are
+            return weights
         out = {}
         for k, w in weights.items():
             f = fractions.get(k, 1.0)
@@ -493,9 +505,20 @@ class Trainer:
         return out
 
     def _step_cost(self, model, batch: Batch, weights, cache: dict) -> StepCost | None:
-        """FLOPs and saved-activation bytes of one step, from a dry run on the meta device (cached)."""
+        """FLOPs and saved-activation bytes of one step, from a dry run on the meta device (cached
+        per run, and per process for a built-in model: the count depends only on the architecture,
+        the batch's shape and the terms on, so a second run of the same kind does not pay it)."""
         key = self._cost_key(batch, weights)
+        shared = None
+        if key not in cache and isinstance(self.model, str):
+            shared = (repr(model), tuple(batch.x.shape), batch.x.dtype, batch.a is None,
+                      tuple(repr(t) for t in self.terms if weights.get(t.name, 0.0)))
+            if shared in _STEP_COSTS:
+                cache[key], seconds = _STEP_COSTS[shared]
+                self._dry_run_s = max(self._dry_run_s, seconds)
+                return cache[key]
         if key not in cache:
+            t0 = time.perf_counter()
             try:
                 mm = meta_copy(model)
                 mb = Batch(
@@ -507,6 +530,10 @@ class Trainer:
                 cache[key] = step_cost(lambda: self._loss(mm, mb, weights)[0].backward())
             except Exception:  # a term the meta device cannot run: count the real step instead
                 cache[key] = None
+            seconds = time.perf_counter() - t0
+            self._dry_run_s = max(self._dry_run_s, seconds)
+            if shared is not None and len(_STEP_COSTS) < 4096:
+                _STEP_COSTS[shared] = (cache[key], seconds)
         return cache[key]
 
     # -- the loop --------------------------------------------------------------------------
@@ -521,6 +548,7 @@ class Trainer:
             torch.manual_seed(self.seed)
             record = self._fit(task, metrics)
         record.usage["wall_s"] = time.perf_counter() - t_call
+        record.usage["threads"] = torch.get_num_threads()
         return record
 
     def _validate(self, model, task: Task, metrics) -> dict:
@@ -620,6 +648,22 @@ class Trainer:
         def batch_at(idx) -> Batch:
             return Batch(x=X[idx], y=y[idx], a=None if a is None else a[idx], idx=idx)
 
+        # the split is gathered in each pass's order once (one copy, when it is under 256 MB and no
+        # memory limit is measured), so a batch is a contiguous slice instead of three gathers per step
+        passes = {"perm": None}
+        copy_ok = budget.memory_mb is None and X.element_size() * X.numel() <= 256 * 1024 * 1024
+
+        def next_batch() -> Batch:
+            idx = batches.next()
+            if not copy_ok:
+                return batch_at(idx)
+            if passes["perm"] is not batches.perm:
+                p = batches.perm
+                passes.update(perm=p, X=X[p], y=y[p], a=None if a is None else a[p])
+            lo, hi = batches.start, batches.start + len(idx)
+            return Batch(x=passes["X"][lo:hi], y=passes["y"][lo:hi],
+                         a=None if a is None else passes["a"][lo:hi], idx=idx)
+
         val_metrics = tuple(metrics) + (("robust_accuracy",) if self.robust_eval is not None else ())
         state = TrainState(task=task, model=model, optimizer=optimizer, weights=dict(self.weights),
                            budget=budget, meter=meter, terms={t.name: t for t in self.terms},
@@ -649,9 +693,9 @@ class Trainer:
         n_state = {"adam": 4, "adamw": 4, "sgd": 3}[self.optimizer]
         static_mb = n_state * 4 * n_params / (1024 * 1024)
         first = torch.arange(min(self.batch_size, n), device=device)
-        t_probe = time.perf_counter()
+        self._dry_run_s = 0.0
         probe = self._step_cost(model, batch_at(first), {k: 1.0 for k in self.weights}, flops_cache)
-        dry_run_s = time.perf_counter() - t_probe  # what counting a new kind of step costs
+        dry_run_s = self._dry_run_s  # what counting a new kind of step costs (measured, here or by an earlier run)
         act_mb = 0.0 if probe is None else probe.saved_bytes / (1024 * 1024)
         meter.est_memory_mb = static_mb + act_mb
         if budget.memory_mb is not None and meter.est_memory_mb > budget.memory_mb:
@@ -735,10 +779,16 @@ class Trainer:
                 batches.start_epoch()
                 losses, steps, norms = [], 0, []
                 term_time = {k: 0.0 for k in state.weights}
+                # a step's kind (batch size, terms on) is looked up once per epoch and pattern, unless a
+                # callback could change a term's settings between steps
+                key_cache: dict = {}
                 for s in range(steps_per_epoch):
-                    batch = batch_at(batches.next())
+                    batch = next_batch()
                     weights = self._active(state.weights, state.fractions, s)
-                    key = self._cost_key(batch, weights)
+                    ck = (len(batch.y), tuple(bool(w) for w in weights.values()))
+                    key = None if self.callbacks else key_cache.get(ck)
+                    if key is None:
+                        key = key_cache[ck] = self._cost_key(batch, weights)
                     if budget.time_s is not None and key not in flops_cache:
                         # a new kind of step (a scheduler switched a term or the attack on): counting
                         # its FLOPs on the meta device costs real time; stop if that, the step and
@@ -778,12 +828,13 @@ class Trainer:
                         if grads:
                             norms.append(float(torch.stack(grads).norm()))
                     meter.add_flops(fl)
-                    meter.sample()
+                    if budget.memory_mb is not None:  # a memory limit is checked every step; else the meter's thread samples
+                        meter.sample()
                     dt = meter.elapsed_s - t0
                     for k, w in weights.items():
                         if w:
                             term_time[k] = term_time.get(k, 0.0) + dt
-                    losses.append(float(loss.detach()))
+                    losses.append(loss.detach())
                     steps += 1
                     state.step += 1
                     call("on_step_end", batch, parts)
@@ -803,7 +854,7 @@ class Trainer:
                 eval_time = meter.elapsed_s - t_eval
                 meter.sample()
                 record = EpochRecord(
-                    epoch=epoch, steps=steps, train_loss=float(np.mean(losses)), val=val,
+                    epoch=epoch, steps=steps, train_loss=float(torch.stack(losses).mean()) if losses else float("nan"), val=val,
                     weights=dict(state.weights), time_s=meter.elapsed_s,
                     epoch_time_s=meter.elapsed_s - t_epoch, eval_time_s=eval_time,
                     peak_memory_mb=meter.peak_memory_mb, flops=meter.flops,
