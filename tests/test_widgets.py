@@ -157,9 +157,9 @@ def test_a_trade_off_panel_served_by_voila_answers_a_slider_in_a_browser(tmp_pat
                 ref = f"{want['accuracy']['reference']:.4f}"
                 assert page.inner_text('td[data-metric="accuracy"][data-field="reference"]') == ref
                 assert expected != f"{first['accuracy']['diff']:.4f}"
-                chart = page.locator('[data-mime-type="image/svg+xml"] img').first  # the chart, drawn as SVG
+                chart = page.locator(".tk-chart svg").first  # the chart, drawn as SVG
                 chart.wait_for(timeout=30_000)
-                assert chart.evaluate("img => img.complete && img.naturalWidth > 100")
+                assert chart.evaluate("svg => svg.getBoundingClientRect().width > 100")
                 assert "Error loading script" not in page.inner_text("body")
                 page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
             finally:

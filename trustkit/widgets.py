@@ -78,13 +78,12 @@ def numbers_table(numbers: Mapping[str, Any], *, digits: int = 4) -> str:
     return "".join(parts) + "</table>"
 
 
-def _svg(chart):
-    """The chart drawn as SVG by vl-convert: it shows the same in Jupyter, Voila and offline (no
-    JavaScript library fetched from a CDN), and redraws in a fraction of a second."""
+def _svg(chart) -> str:
+    """The chart drawn as SVG markup by vl-convert: it shows the same in Jupyter, Voila and offline
+    (no JavaScript library fetched from a CDN), and redraws in a fraction of a second."""
     import vl_convert
-    from IPython.display import SVG
 
-    return SVG(data=vl_convert.vegalite_to_svg(chart.to_dict()))
+    return f'<div class="tk-chart">{vl_convert.vegalite_to_svg(chart.to_dict())}</div>'
 
 
 class Panel:
@@ -107,7 +106,9 @@ class Panel:
         self.message = ""
         self.table = w.HTML(layout=w.Layout(min_height="2em"))
         self.status = w.HTML()
-        self.chart = w.Output()
+        # the chart is SVG markup in an HTML widget: no Output widget capturing displays, whose
+        # messages a headless executor (papermill, Voila) has to route
+        self.chart = w.HTML()
         rows = [w.HTML(f"<b>{_html.escape(title)}</b>"), w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))]
         if live:
             for c in self.controls.values():
@@ -124,8 +125,6 @@ class Panel:
 
     def refresh(self) -> dict:
         """Recompute for the current values, redraw the table and chart; returns the numbers."""
-        from IPython.display import display
-
         self.status.value = "<i>computing…</i>"
         try:
             numbers, chart, message = self._compute(**self.values())
@@ -135,10 +134,7 @@ class Panel:
         self.numbers, self.message = numbers, message
         self.status.value = _html.escape(message)
         self.table.value = numbers_table(numbers, digits=self.digits)
-        self.chart.clear_output(wait=True)
-        if chart is not None:
-            with self.chart:
-                display(_svg(chart))
+        self.chart.value = "" if chart is None else _svg(chart)
         return numbers
 
     def _repr_mimebundle_(self, **kwargs):
