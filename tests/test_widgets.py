@@ -98,6 +98,17 @@ def test_adaptive_panel_trains_the_quick_model():
     assert "slices, stopped by" in panel.message and "data-metric=\"dp_gap\"" in panel.table.value
 
 
+def test_vtrust_panel_draws_its_comparison_with_whole_data(tmp_path):
+    from trustkit.widgets import vtrust_panel, vtrust_point
+
+    panel = vtrust_panel("german", lam=0.5, fraction=0.5, select_epochs=2, train_epochs=3, store=tmp_path / "store")
+    numbers = panel.refresh()
+    assert "<svg" in panel.chart.value and "error loading" not in panel.chart.value.lower()
+    again = vtrust_point("german", lam=0.5, fraction=0.5, select_epochs=2, train_epochs=3, store=tmp_path / "store")
+    assert numbers == again  # the store gives the same run back
+    assert numbers["error"]["diff"] == pytest.approx(numbers["error"]["value"] - numbers["error"]["reference"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

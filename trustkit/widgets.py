@@ -319,7 +319,7 @@ def vtrust_panel(dataset: str = "compas", *, lam: float = 0.5, fraction: float =
     def compute(lam, fraction):
         numbers = vtrust_point(dataset, lam=round(lam, 3), fraction=round(fraction, 3), value=value, seed=seed,
                                select_epochs=select_epochs, train_epochs=train_epochs, store=store)
-        pts = pd.DataFrame({"label": ["whole data", f"VTruST λ={lam:.1f}, {fraction:.0%}"],
+        pts = pd.DataFrame({"label": ["whole data", f"VTruST λ={lam:.1f}, {fraction:.0%}"], "seed": [seed, seed],
                             "eo_gap": [numbers["eo_gap"]["reference"], numbers["eo_gap"]["value"]],
                             "error": [numbers["error"]["reference"], numbers["error"]["value"]]})
         chart = tradeoff_chart(pts, x="eo_gap", y="error", by="label")
