@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from trustkit.experiments import (ResultStore, claims_check, find_stores, guidelines_table, load_phase_results,
-                                  markdown_table, paired_effect)
+                                  markdown_table)
+from trustkit.stats import paired_effect
 
 
 def planted_adaptive(seeds=range(5), shift=-0.06, noise=0.004):

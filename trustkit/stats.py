@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "format_mean_std", "paired_ttest", "best_baseline", "pareto_front", "mean_ci", "anova"]
+__all__ = ["mean_std", "format_mean_std", "paired_ttest", "paired_effect", "best_baseline", "pareto_front", "mean_ci", "anova"]
 
 
 def mean_std(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -225,3 +225,24 @@ def anova(df: pd.DataFrame, *, metric: str, factors: Sequence[str], interactions
     table = table.rename(columns={"PR(>F)": "p_value", "sum_sq": "sum_sq", "df": "df", "F": "F"})
     table["eta_sq"] = table["sum_sq"] / table["sum_sq"].sum()
     return table
+
+
+def paired_effect(base: pd.Series, cur: pd.Series) -> dict:
+    """``cur − base`` paired on the index (the seed): mean, sample std, Student-t 95% interval, the
+    paired t-test's p-value (NaN with fewer than 2 pairs or constant differences) and the pairs.
+
+    >>> e = paired_effect(pd.Series([0.2, 0.3, 0.25], index=[0, 1, 2]), pd.Series([0.1, 0.22, 0.14], index=[0, 1, 2]))
+    >>> round(e["diff"], 3), e["n"], round(e["p_value"], 4)
+    (-0.097, 3, 0.0082)
+    """
+    from scipy import stats as st
+
+    pairs = pd.concat([base, cur], axis=1, keys=["b", "c"]).dropna()
+    n = len(pairs)
+    if n == 0:
+        return {"diff": float("nan"), "std": float("nan"), "lo": float("nan"), "hi": float("nan"), "p_value": float("nan"), "n": 0}
+    d = (pairs["c"] - pairs["b"]).to_numpy(float)
+    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+    p = float(st.ttest_rel(pairs["c"], pairs["b"]).pvalue) if n > 1 and sd > 0 else float("nan")
+    half = float(st.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+    return {"diff": float(d.mean()), "std": sd, "lo": float(d.mean()) - half, "hi": float(d.mean()) + half, "p_value": p, "n": n}

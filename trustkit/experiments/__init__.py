@@ -20,7 +20,7 @@ from ._adaptive import (
     tests_against_best_static,
 )
 from ._bounds import gap_vs_steps, gaussian_model_task, loglog_slope, measured_gaussian_frontier, oracle_gap_vs_steps
-from ._guidelines import claims_check, find_stores, guidelines_table, load_phase_results, markdown_table, paired_effect
+from ._guidelines import claims_check, find_stores, guidelines_table, load_phase_results, markdown_table
 from ._overview import QUICK_CORRUPTIONS, erm_overview
 from ._selection import (
     REFERENCE_METHODS,
@@ -50,5 +50,5 @@ __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "work
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
            "tests_against_best_static",
            "interactive_run", "gap_vs_steps", "oracle_gap_vs_steps", "loglog_slope", "gaussian_model_task",
-           "measured_gaussian_frontier", "find_stores", "load_phase_results", "paired_effect", "guidelines_table",
+           "measured_gaussian_frontier", "find_stores", "load_phase_results", "guidelines_table",
            "claims_check", "markdown_table"]

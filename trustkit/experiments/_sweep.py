@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import _suggest
+from ..stats import paired_effect
 from ._store import ResultStore, run_grid, run_key
 
 __all__ = ["CONSTRAINTS", "MITIGATIONS", "GRID_KEYS", "load_grid", "expand_grid", "sweep_cell", "run_sweep",
@@ -522,8 +523,6 @@ def sweep_effects(df: pd.DataFrame, *, metrics=("accuracy", "eo_gap", "robust_ac
     >>> round(float(e["diff"].iloc[0]), 3), int(e["n"].iloc[0]), bool(e["p_value"].iloc[0] < 0.05)
     (0.103, 3, True)
     """
-    from scipy import stats as st
-
     need = [*_CELL, "seed", "constraint", "level"]
     missing = [c for c in need if c not in df.columns]
     if missing:
@@ -544,16 +543,8 @@ def sweep_effects(df: pd.DataFrame, *, metrics=("accuracy", "eo_gap", "robust_ac
             if not pairs:
                 continue
             b, c = np.array(pairs).T
-            d = c - b
-            n = len(d)
-            sd = float(d.std(ddof=1)) if n > 1 else float("nan")
-            p = float("nan")
-            if n > 1 and sd > 0:
-                p = float(st.ttest_rel(c, b).pvalue)
-            half = float(st.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
             rows.append({**cell, "metric": m, "reference": float(b.mean()), "value": float(c.mean()),
-                         "diff": float(d.mean()), "std": sd, "lo": float(d.mean()) - half, "hi": float(d.mean()) + half,
-                         "p_value": p, "n": n})
+                         **paired_effect(pd.Series(b), pd.Series(c))})
     return pd.DataFrame(rows)
 
 
