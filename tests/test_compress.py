@@ -94,8 +94,12 @@ def test_structured_pruning_shrinks_a_cnn_and_keeps_its_outputs_shape():
 
 
 # -- quantisation -----------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["torchao", "torch.ao"])
+@pytest.mark.parametrize("backend", ["auto", "torchao", "torch.ao"])
 def test_int8_dynamic_stores_about_a_quarter_of_the_float_bytes(backend):
+    from trustkit.compress._quantize import cpu_has_int8_dot
+
+    if backend == "torchao" and not cpu_has_int8_dot():
+        pytest.skip("torchao's int8 kernels are inexact without VNNI (quantize warns; 'auto' takes torch.ao)")
     dense = make_model("mlp", input_shape=(256,), n_classes=2, hidden=512, seed=0)
     keep = copy.deepcopy(dense)
     q = quantize(dense, scheme="int8_dynamic", backend=backend)
@@ -126,8 +130,9 @@ def test_four_bit_rounds_harder_than_eight_bit_and_the_simulated_one_saves_nothi
         ref = dense(x)
         err = {s: float((quantize(dense, scheme=s).model(x) - ref).abs().mean())
                for s in ("int8_dynamic", "int4_weight", "int4_simulated")}
-    # 16 levels instead of 256: the rounding error grows several-fold
-    assert err["int4_weight"] > 5 * err["int8_dynamic"] and err["int4_simulated"] > 5 * err["int8_dynamic"], err
+    # 16 levels instead of 256: the rounding error grows several-fold (about 9x with torchao's int8 weights and
+    # activations on a CPU with VNNI, 4.4x with PyTorch's dynamic int8, whose per-tensor activation scale adds error)
+    assert err["int4_weight"] > 3 * err["int8_dynamic"] and err["int4_simulated"] > 3 * err["int8_dynamic"], err
     sim = quantize(dense, scheme="int4_simulated")
     assert sim.bytes_ratio == pytest.approx(1.0, abs=0.01) and not sim.saves_memory and sim.differentiable
     for w in _weights(sim.model):
@@ -135,6 +140,20 @@ def test_four_bit_rounds_harder_than_eight_bit_and_the_simulated_one_saves_nothi
     real = quantize(dense, scheme="int4_weight")
     int8 = quantize(dense, scheme="int8_dynamic")
     assert real.after["bytes"] == pytest.approx(int8.after["bytes"], rel=0.1)  # 4-bit values stored one per byte
+
+
+def test_auto_backend_follows_the_int8_dot_instruction(monkeypatch):
+    from trustkit.compress._quantize import cpu_has_int8_dot
+
+    dense = make_model("mlp", input_shape=(16,), n_classes=2, hidden=32, seed=0)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what a CPU without VNNI offers
+    assert not cpu_has_int8_dot()
+    assert quantize(dense, scheme="int8_dynamic").settings["backend"] == "torch.ao"
+    with pytest.warns(UserWarning, match="without an int8 dot-product instruction"):
+        quantize(dense, scheme="int8_dynamic", backend="torchao")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    expected = "torchao" if cpu_has_int8_dot() else "torch.ao"
+    assert quantize(dense, scheme="int8_dynamic").settings["backend"] == expected
 
 
 def test_quantize_refuses_unknown_schemes_and_backends_and_bad_group_sizes():
