@@ -151,3 +151,126 @@ def test_mean_ci_is_the_student_t_interval():
     lo, hi = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
     assert out.loc["a", "acc_lo"] == pytest.approx(lo) and out.loc["a", "acc_hi"] == pytest.approx(hi)
     assert np.isnan(out.loc["b", "acc_lo"]) and out.loc["b", "n"] == 1
+
+
+# -- families, equivalence, verdicts, power, rankings ---------------------------------------------
+def test_adjusted_p_values_match_statsmodels_and_a_hand_computed_bh():
+    from statsmodels.stats.multitest import multipletests
+
+    from trustkit.stats import adjust_pvalues
+
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
+    q = adjust_pvalues(p)
+    # Benjamini & Hochberg (1995) by hand: q_(i) = min_{j >= i} p_(j) * m / j
+    m = len(p)
+    hand = np.minimum.accumulate((p * m / np.arange(1, m + 1))[::-1])[::-1]
+    np.testing.assert_allclose(q, hand, rtol=1e-12)
+    assert list(q < 0.05) == [True, True] + [False] * 8  # uncorrected, five would pass
+    np.testing.assert_allclose(adjust_pvalues(p, method="holm"), multipletests(p, method="holm")[1], rtol=1e-12)
+    with_nan = adjust_pvalues(np.r_[p, np.nan])
+    assert np.isnan(with_nan[-1]) and np.allclose(with_nan[:-1], q)  # a test that could not run is not in the family
+    with pytest.raises(ValueError, match="correction must be one of"):
+        adjust_pvalues(p, method="bonferoni")
+    with pytest.raises(ValueError, match=r"p_values must lie in \[0, 1\]"):
+        adjust_pvalues([0.5, 1.5])
+
+
+def test_paired_tests_agree_with_scipy_and_statsmodels():
+    from scipy.stats import ttest_rel
+    from statsmodels.stats.weightstats import ttost_paired
+
+    from trustkit.stats import difference_effect, difference_tost, equivalence_test, paired_effect
+
+    rng = np.random.default_rng(5)
+    b = pd.Series(rng.normal(0.2, 0.03, 9))
+    c = b + rng.normal(-0.01, 0.01, 9)
+    for alt in ("two-sided", "less", "greater"):
+        e = paired_effect(b, c, alternative=alt)
+        assert e["p_value"] == pytest.approx(ttest_rel(c, b, alternative=alt).pvalue, rel=1e-9)
+    for margin in (0.005, 0.01, 0.03):
+        ref = ttost_paired(c.to_numpy(), b.to_numpy(), -margin, margin)[0]
+        assert equivalence_test(b, c, margin=margin)["p_value"] == pytest.approx(ref, rel=1e-9)
+    d = (c - b).to_numpy()
+    assert difference_effect(d)["diff"] == pytest.approx(d.mean()) and difference_tost(d, margin=0.02)["n"] == 9
+    const = difference_effect([0.05, 0.05, 0.05])  # no spread: no test, and said so
+    assert const["constant"] and np.isnan(const["p_value"]) and const["lo"] == const["hi"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="margin must be a positive number"):
+        difference_tost(d, margin=0)
+
+
+def test_power_and_seeds_needed_are_consistent_with_statsmodels():
+    from statsmodels.stats.power import TTestPower
+
+    from trustkit.stats import paired_power, seeds_needed
+
+    for eff, sd, n in ((0.02, 0.03, 12), (0.05, 0.02, 5), (0.01, 0.01, 30)):
+        ref = TTestPower().power(effect_size=eff / sd, nobs=n, alpha=0.05, alternative="two-sided")
+        assert paired_power(eff, sd, n) == pytest.approx(ref, rel=1e-6)
+    n = seeds_needed(0.03, 0.02)
+    assert paired_power(0.02, 0.03, n) >= 0.8 > paired_power(0.02, 0.03, n - 1)
+    assert seeds_needed(float("nan"), 0.02) is None and seeds_needed(0.03, 0.0) is None
+
+
+def test_verdicts_have_three_answers_and_a_not_tested():
+    from trustkit.stats import change_verdict, claim_verdict
+
+    assert change_verdict(significant=True, equivalent=False, n=8) == "changed"
+    assert change_verdict(significant=False, equivalent=True, n=8) == "no change"
+    assert change_verdict(significant=False, equivalent=False, n=8) == "inconclusive"
+    assert change_verdict(significant=True, equivalent=False, n=2) == "not tested"
+    # a claim that X lowers Y
+    assert claim_verdict(lo=-0.08, hi=-0.02, significant=True, direction=-1, n=8) == "supported"
+    assert claim_verdict(lo=-0.08, hi=0.01, significant=False, direction=-1, n=8) == "inconclusive"  # not a contradiction
+    assert claim_verdict(lo=0.01, hi=0.05, significant=True, direction=-1, n=8) == "contradicted"
+    assert claim_verdict(lo=0.01, hi=0.05, significant=True, direction=+1, n=8) == "supported"
+    with pytest.raises(ValueError, match="direction must be -1"):
+        claim_verdict(lo=0, hi=1, significant=False, direction=0, n=8)
+
+
+def test_friedman_nemenyi_matches_scipy_and_demsar_table():
+    from scipy.stats import friedmanchisquare
+
+    from trustkit.stats import friedman_nemenyi
+
+    rng = np.random.default_rng(2)
+    k, n = 4, 12
+    scores = rng.normal(0, 1, (n, k)) + np.array([0.0, 0.3, 0.6, 1.5])
+    df = pd.DataFrame([{"block": b, "method": f"m{j}", "v": scores[b, j]} for b in range(n) for j in range(k)])
+    r = friedman_nemenyi(df, block="block", method="method", value="v")
+    assert r["p_value"] == pytest.approx(friedmanchisquare(*scores.T).pvalue)
+    assert r["ranks"].index[0] == "m3" and r["blocks"] == n  # highest score ranks first
+    # Demšar (2006), Table 5: q_0.05 for k = 2..6 is 1.960, 2.343, 2.569, 2.728, 2.850
+    for kk, q in zip(range(2, 7), (1.960, 2.343, 2.569, 2.728, 2.850)):
+        sub = df[df.method.isin([f"m{j}" for j in range(min(kk, 4))])] if kk <= 4 else None
+        if sub is None:
+            extra = pd.DataFrame([{"block": b, "method": f"x{j}", "v": rng.normal()} for b in range(n) for j in range(kk - 4)])
+            sub = pd.concat([df, extra])
+        cd = friedman_nemenyi(sub, block="block", method="method", value="v")["cd"]
+        assert cd == pytest.approx(q * np.sqrt(kk * (kk + 1) / (6 * n)), abs=2e-3)
+    low = friedman_nemenyi(df, block="block", method="method", value="v", higher_is_better=False)
+    assert low["ranks"].index[0] == "m0"
+
+
+def test_anova_effect_sizes_are_shares_of_the_total_and_the_seed_block_recovers_a_paired_effect():
+    from trustkit.stats import anova
+
+    rng = np.random.default_rng(4)
+    seeds = np.repeat(np.arange(8), 2)
+    seed_effect = rng.normal(0, 0.05, 8)[seeds]
+    df = pd.DataFrame({"seed": seeds, "setting": np.tile(["ref", "cut"], 8)})
+    df["gap"] = 0.2 + seed_effect - 0.02 * (df["setting"] == "cut") + rng.normal(0, 0.005, len(df))
+    plain = anova(df, metric="gap", factors=["setting"])
+    blocked = anova(df, metric="gap", factors=["setting"], block="seed")
+    total = ((df["gap"] - df["gap"].mean()) ** 2).sum()
+    assert blocked.loc["C(setting)", "eta_sq"] == pytest.approx(blocked.loc["C(setting)", "sum_sq"] / total)
+    resid = blocked.loc["Residual", "sum_sq"]
+    assert blocked.loc["C(setting)", "partial_eta_sq"] == pytest.approx(
+        blocked.loc["C(setting)", "sum_sq"] / (blocked.loc["C(setting)", "sum_sq"] + resid))
+    # the seed block takes the seed-to-seed spread out of the residual: the paired effect shows
+    assert blocked.loc["C(setting)", "p_value"] < 0.01 < 0.05 < plain.loc["C(setting)", "p_value"]
+    from scipy.stats import ttest_rel
+
+    wide = df.pivot(index="seed", columns="setting", values="gap")
+    assert blocked.loc["C(setting)", "p_value"] == pytest.approx(ttest_rel(wide["cut"], wide["ref"]).pvalue, rel=1e-6)
+    with pytest.raises(ValueError, match="block 'seed' is also listed in factors"):
+        anova(df, metric="gap", factors=["setting", "seed"], block="seed")

@@ -1,4 +1,18 @@
-"""Summaries over seeds: mean ± standard deviation tables, paired t-tests, Pareto fronts."""
+"""Statistics behind every number and sentence trustkit reports: the one module that computes p-values.
+
+* Summaries over seeds: :func:`mean_std`, :func:`format_mean_std`, :func:`mean_ci`.
+* Paired comparisons (same seed = same split and initialisation): :func:`paired_effect`,
+  :func:`paired_ttest`, and the equivalence test :func:`equivalence_test` (two one-sided tests,
+  TOST) that a "no difference" needs.
+* Multiplicity: :func:`adjust_pvalues` and :func:`correct` (Benjamini–Hochberg false-discovery
+  control for a family of tests, Holm for a few pre-declared claims, through statsmodels'
+  ``multipletests``); :func:`family_text` names the family in words.
+* Verdicts: :func:`change_verdict` (changed / equivalent / inconclusive) and
+  :func:`claim_verdict` (supported / contradicted / inconclusive); :func:`seeds_needed` says how
+  many seeds an inconclusive comparison would need at 80% power.
+* Designs: :func:`anova` (with seed as a block factor, η² and partial η²), :func:`friedman_nemenyi`
+  (ranking methods over datasets or settings, Demšar 2006), :func:`pareto_front`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +21,18 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "format_mean_std", "paired_ttest", "paired_effect", "best_baseline", "pareto_front", "mean_ci", "anova"]
+__all__ = ["mean_std", "format_mean_std", "paired_ttest", "paired_effect", "best_baseline", "pareto_front", "mean_ci", "anova",
+           "adjust_pvalues", "correct", "family_text", "equivalence_test", "noninferiority_test", "paired_power", "difference_effect", "difference_tost", "seeds_needed", "change_verdict", "claim_verdict",
+           "friedman_nemenyi", "CORRECTIONS", "EQUIVALENCE_MARGINS", "VERDICTS"]
+
+#: correction name -> (statsmodels ``multipletests`` method, what the text calls it)
+CORRECTIONS = {"bh": ("fdr_bh", "Benjamini–Hochberg"), "holm": ("holm", "Holm"), "none": (None, "no correction")}
+#: the smallest change of each metric worth telling apart from zero: the margin an equivalence test
+#: ("no difference") uses, and the effect :func:`seeds_needed` plans for
+EQUIVALENCE_MARGINS = {"accuracy": 0.01, "error": 0.01, "balanced_accuracy": 0.01, "eo_gap": 0.02, "eo_gap_mean": 0.02,
+                       "dp_gap": 0.02, "robust_accuracy": 0.02, "robust_acc": 0.02, "standard_acc": 0.01, "ece": 0.01}
+#: the three answers a question or claim can get
+VERDICTS = ("supported", "contradicted", "inconclusive")
 
 
 def mean_std(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -178,14 +203,23 @@ def mean_ci(df: pd.DataFrame, *, by: str | Sequence[str], metrics: Sequence[str]
     return out
 
 
-def anova(df: pd.DataFrame, *, metric: str, factors: Sequence[str], interactions: int = 2, typ: int = 2) -> pd.DataFrame:
+def anova(df: pd.DataFrame, *, metric: str, factors: Sequence[str], interactions: int = 2, typ: int = 2,
+          block: str | None = None) -> pd.DataFrame:
     """Which factors move ``metric``, and do they interact: an OLS fit with categorical factors and ANOVA.
 
     Fits ``metric ~ C(f1) + C(f2) + … + C(f1):C(f2) + …`` (interaction terms up to order
     ``interactions``; 1 = main effects only) with statsmodels and returns its type-``typ`` ANOVA
-    table: per term the sum of squares, degrees of freedom, F, the p-value and ``eta_sq`` (the
-    term's share of the total sum of squares). Rows with a NaN metric are dropped; a factor with a
-    single level is dropped (it cannot explain anything). The residual row is ``Residual``.
+    table: per term the sum of squares, degrees of freedom, F and the p-value, and two effect sizes:
+
+    * ``eta_sq``, the term's share of the **total** sum of squares, ``SS_term / Σ (y − ȳ)²``
+      (in an unbalanced design the type-2 sums of squares do not add up to the total, so these
+      shares need not sum to 1);
+    * ``partial_eta_sq``, ``SS_term / (SS_term + SS_residual)``.
+
+    ``block`` names a blocking factor (the seed: runs with the same seed share a split and an
+    initialisation), entered as a main effect ``C(block)`` without interactions, so the paired
+    structure of the runs is not left in the residual. Rows with a NaN metric are dropped; a factor
+    with a single level is dropped (it cannot explain anything). The residual row is ``Residual``.
 
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -201,48 +235,367 @@ def anova(df: pd.DataFrame, *, metric: str, factors: Sequence[str], interactions
     import statsmodels.api as sm
     from statsmodels.formula.api import ols
 
-    missing = [c for c in [metric, *factors] if c not in df.columns]
+    cols = [metric, *factors] + ([block] if block else [])
+    missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"columns {missing} are not in the results; available: {list(df.columns)}")
     if not factors:
         raise ValueError("anova needs at least one factor")
-    d = df[[metric, *factors]].dropna(subset=[metric]).copy()
+    if block is not None and block in factors:
+        raise ValueError(f"block {block!r} is also listed in factors; a block enters once, without interactions")
+    d = df[cols].dropna(subset=[metric]).copy()
     d[metric] = d[metric].astype(float)
     used = [f for f in factors if d[f].astype(str).nunique() > 1]
     if not used:
         raise ValueError(f"every factor of {list(factors)} has a single level in these results; nothing to test")
     names = {f: f"f{i}" for i, f in enumerate(used)}
+    if block is not None and d[block].astype(str).nunique() > 1:
+        names[block] = "blk"
     d = d.rename(columns={metric: "y", **names})
     for f in names.values():
         d[f] = d[f].astype(str)
     terms = [f"C({names[f]})" for f in used]
     for k in range(2, max(1, int(interactions)) + 1):
         terms += [":".join(f"C({names[f]})" for f in combo) for combo in itertools.combinations(used, k)]
+    if "blk" in names.values():
+        terms.append("C(blk)")
     model = ols("y ~ " + " + ".join(terms), data=d).fit()
     table = sm.stats.anova_lm(model, typ=typ)
     back = {v: k for k, v in names.items()}
-    table.index = [re.sub(r"f\d+", lambda m: back[m.group(0)], i) for i in table.index]
+    table.index = [re.sub(r"f\d+|blk", lambda m: back[m.group(0)], i) for i in table.index]
     table = table.rename(columns={"PR(>F)": "p_value", "sum_sq": "sum_sq", "df": "df", "F": "F"})
-    table["eta_sq"] = table["sum_sq"] / table["sum_sq"].sum()
+    total = float(((d["y"] - d["y"].mean()) ** 2).sum())
+    resid = float(table.loc["Residual", "sum_sq"])
+    table["eta_sq"] = table["sum_sq"] / total if total > 0 else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["partial_eta_sq"] = table["sum_sq"] / (table["sum_sq"] + resid)
+    table.loc["Residual", "partial_eta_sq"] = np.nan
     return table
 
 
-def paired_effect(base: pd.Series, cur: pd.Series) -> dict:
-    """``cur − base`` paired on the index (the seed): mean, sample std, Student-t 95% interval, the
-    paired t-test's p-value (NaN with fewer than 2 pairs or constant differences) and the pairs.
+def _aligned(base: pd.Series, cur: pd.Series) -> np.ndarray:
+    """``cur − base`` over the index values both have (NaN on either side dropped)."""
+    pairs = pd.concat([base, cur], axis=1, keys=["b", "c"]).dropna()
+    return (pairs["c"] - pairs["b"]).to_numpy(float)
 
-    >>> e = paired_effect(pd.Series([0.2, 0.3, 0.25], index=[0, 1, 2]), pd.Series([0.1, 0.22, 0.14], index=[0, 1, 2]))
+
+def difference_effect(d, *, confidence: float = 0.95, alternative: str = "two-sided") -> dict:
+    """The paired effect from the per-seed differences ``d`` (``cur − base``): what
+    :func:`paired_effect` returns, for callers that have already paired the runs.
+
+    The p-value is the paired (one-sample on ``d``) Student-t test's: ``t = mean / (sd/√n)``
+    with ``n − 1`` degrees of freedom, two-sided or one-sided by ``alternative``.
+
+    >>> e = difference_effect([-0.1, -0.08, -0.11])
     >>> round(e["diff"], 3), e["n"], round(e["p_value"], 4)
     (-0.097, 3, 0.0082)
     """
     from scipy import stats as st
 
+    if alternative not in ("two-sided", "less", "greater"):
+        raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater'; got {alternative!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    nan = float("nan")
+    if n == 0:
+        return {"diff": nan, "std": nan, "lo": nan, "hi": nan, "p_value": nan, "n": 0, "constant": False}
+    mean = float(d.mean())
+    if n == 1:
+        return {"diff": mean, "std": nan, "lo": nan, "hi": nan, "p_value": nan, "n": 1, "constant": False}
+    sd = float(d.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # every pair moved by the same amount (up to rounding)
+        return {"diff": mean, "std": 0.0, "lo": mean, "hi": mean, "p_value": nan, "n": n, "constant": True}
+    se = sd / np.sqrt(n)
+    t = mean / se
+    if alternative == "two-sided":
+        p = float(2 * st.t.sf(abs(t), n - 1))
+    elif alternative == "less":
+        p = float(st.t.cdf(t, n - 1))
+    else:
+        p = float(st.t.sf(t, n - 1))
+    half = float(st.t.ppf((1 + confidence) / 2, n - 1) * se)
+    return {"diff": mean, "std": sd, "lo": mean - half, "hi": mean + half, "p_value": p, "n": n, "constant": False}
+
+
+def difference_tost(d, *, margin: float, alpha: float = 0.05) -> dict:
+    """Two one-sided tests that the mean of the per-seed differences ``d`` lies within ±``margin``:
+    what :func:`equivalence_test` returns, from differences already paired."""
+    from scipy import stats as st
+
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not np.isfinite(margin) or margin <= 0:
+        raise ValueError(f"margin must be a positive number; got {margin!r}")
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    nan = float("nan")
+    if n < 2:
+        return {"p_value": nan, "lo": nan, "hi": nan, "n": n, "margin": float(margin)}
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        return {"p_value": 0.0 if abs(mean) < margin else 1.0, "lo": mean, "hi": mean, "n": n, "margin": float(margin)}
+    se = sd / np.sqrt(n)
+    p_low = st.t.sf((mean + margin) / se, n - 1)  # H0: mean <= -margin
+    p_high = st.t.cdf((mean - margin) / se, n - 1)  # H0: mean >= +margin
+    half = float(st.t.ppf(1 - alpha, n - 1) * se)
+    return {"p_value": float(max(p_low, p_high)), "lo": mean - half, "hi": mean + half, "n": n, "margin": float(margin)}
+
+
+def paired_effect(base: pd.Series, cur: pd.Series, *, confidence: float = 0.95, alternative: str = "two-sided") -> dict:
+    """``cur − base`` paired on the index (the seed): mean, sample std, Student-t interval, the
+    paired t-test's p-value and the number of pairs.
+
+    ``alternative``: ``"two-sided"`` (default), ``"less"`` (the claim is that ``cur`` is lower) or
+    ``"greater"``; the interval is two-sided at ``confidence`` either way.
+
+    The p-value is NaN with fewer than 2 pairs, and when every pair has the same difference (no
+    spread: a t-test is not defined; ``constant`` is then True and the interval is that single
+    value, which no reader should take for certainty).
+
+    >>> e = paired_effect(pd.Series([0.2, 0.3, 0.25], index=[0, 1, 2]), pd.Series([0.1, 0.22, 0.14], index=[0, 1, 2]))
+    >>> round(e["diff"], 3), e["n"], round(e["p_value"], 4)
+    (-0.097, 3, 0.0082)
+    """
+    return difference_effect(_aligned(base, cur), confidence=confidence, alternative=alternative)
+
+
+# ----------------------------------------------------------------------------------------------
+# Families of tests, equivalence, verdicts
+
+
+def _correction(method: str) -> tuple:
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {list(CORRECTIONS)}; got {method!r}")
+    return CORRECTIONS[method]
+
+
+def adjust_pvalues(p_values, *, method: str = "bh") -> np.ndarray:
+    """Adjusted p-values (q-values for Benjamini–Hochberg) of one family of tests.
+
+    ``method``: ``"bh"`` (Benjamini–Hochberg false-discovery rate), ``"holm"`` (Holm's family-wise
+    error rate) or ``"none"``. NaN p-values (tests that could not be run) stay NaN and are not
+    counted in the family. A test is significant at level α when its adjusted value is below α.
+
+    >>> adjust_pvalues([0.01, 0.04, 0.03, float("nan")]).round(3).tolist()
+    [0.03, 0.04, 0.04, nan]
+    >>> adjust_pvalues([0.01, 0.04, 0.03], method="holm").round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    sm_method, _ = _correction(method)
+    p = np.asarray(p_values, dtype=float).copy()
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be one-dimensional; got shape {p.shape}")
+    ok = np.isfinite(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError("p_values must lie in [0, 1]")
+    if sm_method is None or not ok.any():
+        return p
+    from statsmodels.stats.multitest import multipletests
+
+    p[ok] = multipletests(p[ok], method=sm_method)[1]
+    return p
+
+
+def family_text(method: str, n: int, what: str, *, alpha: float = 0.05) -> str:
+    """The family in words, as every corrected sentence names it.
+
+    >>> family_text("bh", 276, "changes of the EO gap")
+    'Benjamini–Hochberg over 276 tests of changes of the EO gap, q < 0.05'
+    >>> family_text("none", 3, "claims")
+    'no correction over 3 tests of claims, p < 0.05'
+    """
+    _, name = _correction(method)
+    sym = "p" if method == "none" else ("q" if method == "bh" else "adjusted p")
+    return f"{name} over {int(n)} tests of {what}, {sym} < {alpha:g}"
+
+
+def correct(frame: pd.DataFrame, *, method: str = "bh", alpha: float = 0.05, p_col: str = "p_value",
+            what: str = "comparisons", out: str = "q_value") -> pd.DataFrame:
+    """``frame`` with the adjusted p-values of its rows as one family (column ``out``) and
+    ``significant`` (adjusted value below ``alpha``); ``frame.attrs["family"]`` names the family.
+
+    >>> df = correct(pd.DataFrame({"p_value": [0.001, 0.2, 0.04]}), what="planted effects")
+    >>> df["significant"].tolist(), df.attrs["family"]
+    ([True, False, False], 'Benjamini–Hochberg over 3 tests of planted effects, q < 0.05')
+    """
+    if p_col not in frame.columns:
+        raise ValueError(f"column {p_col!r} is not in the frame; available: {list(frame.columns)}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}")
+    f = frame.copy()
+    f[out] = adjust_pvalues(f[p_col].to_numpy(float), method=method)
+    f["significant"] = (f[out] < alpha).fillna(False).astype(bool)
+    f.attrs["family"] = family_text(method, int(np.isfinite(f[p_col].to_numpy(float)).sum()), what, alpha=alpha)
+    f.attrs["correction"] = method
+    return f
+
+
+def equivalence_test(base: pd.Series, cur: pd.Series, *, margin: float, alpha: float = 0.05) -> dict:
+    """Two one-sided paired t-tests (TOST): is ``cur − base`` within ±``margin``?
+
+    Returns the TOST p-value (the larger of the two one-sided p-values; below ``alpha`` means the
+    change lies within the margin at level α), the ``1 − 2α`` interval of the mean difference
+    that the test corresponds to, and the number of pairs. NaN p-value with fewer than 2 pairs;
+    when every pair has the same difference the answer is exact (0 inside the margin, 1 outside).
+    The tests check it against statsmodels' ``ttost_paired``.
+
+    >>> b = pd.Series([0.20, 0.25, 0.22, 0.30, 0.27])
+    >>> round(equivalence_test(b, b + [0.002, -0.001, 0.001, 0.0, -0.002], margin=0.01)["p_value"], 6) < 0.05
+    True
+    >>> equivalence_test(b, b + [0.05, 0.03, 0.04, 0.06, 0.05], margin=0.01)["p_value"] > 0.05
+    True
+    """
+    return difference_tost(_aligned(base, cur), margin=margin, alpha=alpha)
+
+
+def noninferiority_test(base: pd.Series, cur: pd.Series, *, margin: float, confidence: float = 0.95) -> dict:
+    """One-sided paired t-test that ``cur − base`` stays below ``margin`` ("no worse than ``base`` by
+    more than ``margin``", for a metric where higher is worse, such as error): ``p_value`` small
+    means the mean difference is below the margin. Also returns the mean difference, the
+    two-sided ``confidence`` interval and the number of pairs; NaN p-value with fewer than 2 pairs.
+    With no spread the answer is exact (0 below the margin, 1 otherwise).
+
+    >>> b = pd.Series([0.30, 0.32, 0.31, 0.33, 0.29])
+    >>> noninferiority_test(b, b + [0.004, 0.0, 0.006, 0.002, 0.003], margin=0.02)["p_value"] < 0.05
+    True
+    """
+    from scipy import stats as st
+
     pairs = pd.concat([base, cur], axis=1, keys=["b", "c"]).dropna()
     n = len(pairs)
-    if n == 0:
-        return {"diff": float("nan"), "std": float("nan"), "lo": float("nan"), "hi": float("nan"), "p_value": float("nan"), "n": 0}
+    e = paired_effect(pairs["b"], pairs["c"], confidence=confidence)
+    if n < 2:
+        return {**e, "p_value": float("nan"), "margin": float(margin)}
     d = (pairs["c"] - pairs["b"]).to_numpy(float)
-    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
-    p = float(st.ttest_rel(pairs["c"], pairs["b"]).pvalue) if n > 1 and sd > 0 else float("nan")
-    half = float(st.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
-    return {"diff": float(d.mean()), "std": sd, "lo": float(d.mean()) - half, "hi": float(d.mean()) + half, "p_value": p, "n": n}
+    if float(d.std(ddof=1)) == 0:
+        return {**e, "p_value": 0.0 if d.mean() < margin else 1.0, "margin": float(margin)}
+    p = float(st.ttest_1samp(d - margin, 0.0, alternative="less").pvalue)
+    return {**e, "p_value": p, "margin": float(margin)}
+
+
+def seeds_needed(std: float, effect: float, *, power: float = 0.8, alpha: float = 0.05, max_seeds: int = 10_000) -> int | None:
+    """Seeds (pairs) a paired t-test needs to detect a mean change of ``effect`` with probability
+    ``power`` at two-sided level ``alpha``, given the per-seed spread ``std`` of the differences
+    (statsmodels ``TTestPower``). ``None`` when ``std`` or ``effect`` is not a positive number;
+    capped at ``max_seeds``.
+
+    >>> seeds_needed(0.03, 0.02)
+    20
+    """
+    if not (np.isfinite(std) and np.isfinite(effect)) or std <= 0 or effect == 0:
+        return None
+    from statsmodels.stats.power import TTestPower
+
+    try:
+        n = TTestPower().solve_power(effect_size=abs(effect) / std, alpha=alpha, power=power, alternative="two-sided")
+    except (ValueError, RuntimeError):  # the solver's bracket failed: far beyond any affordable number
+        return max_seeds
+    n = float(np.atleast_1d(n)[0])
+    return int(min(max_seeds, max(2, np.ceil(n))))
+
+
+def paired_power(effect: float, std: float, n: int, *, alpha: float = 0.05) -> float:
+    """The probability that a two-sided paired t-test at level ``alpha`` detects a true mean change
+    ``effect`` with ``n`` pairs whose differences have standard deviation ``std``: the statistic
+    follows a noncentral t with ``n − 1`` degrees of freedom and noncentrality ``effect/std·√n``
+    (scipy ``nct``; the tests check it against statsmodels' ``TTestPower``). Used to state the
+    power a planted effect is recovered with.
+
+    >>> round(paired_power(0.02, 0.03, 20), 2)
+    0.81
+    """
+    from scipy import stats as st
+
+    if n < 2 or not (np.isfinite(std) and std > 0):
+        return float("nan")
+    crit = st.t.ppf(1 - alpha / 2, n - 1)
+    nc = abs(effect) / std * np.sqrt(n)
+    return float(min(1.0, st.nct.sf(crit, n - 1, nc) + st.nct.cdf(-crit, n - 1, nc)))
+
+
+def change_verdict(*, significant: bool, equivalent: bool, n: int, min_seeds: int = 3) -> str:
+    """The answer to "does X change Y": ``"changed"`` (the corrected test rejects no change),
+    ``"no change"`` (the corrected equivalence test puts the change inside its margin),
+    ``"inconclusive"`` (neither) or ``"not tested"`` (fewer than ``min_seeds`` seeds).
+
+    >>> change_verdict(significant=False, equivalent=False, n=8)
+    'inconclusive'
+    """
+    if n < min_seeds:
+        return "not tested"
+    if significant:
+        return "changed"
+    if equivalent:
+        return "no change"
+    return "inconclusive"
+
+
+def claim_verdict(*, lo: float, hi: float, significant: bool, direction: int, n: int, min_seeds: int = 3) -> str:
+    """The verdict on a directional claim ("X lowers Y": ``direction=-1``; "raises": ``+1``).
+
+    ``supported``: the corrected test is significant and the effect points the claimed way;
+    ``contradicted``: the interval ``[lo, hi]`` excludes every effect in the claimed direction
+    (it lies entirely on the other side of zero, zero included); ``inconclusive``: neither — a
+    non-significant change in the claimed direction is not a contradiction. ``not tested`` with
+    fewer than ``min_seeds`` seeds.
+
+    >>> claim_verdict(lo=-0.05, hi=0.01, significant=False, direction=-1, n=5)
+    'inconclusive'
+    >>> claim_verdict(lo=0.0, hi=0.04, significant=False, direction=-1, n=5)
+    'contradicted'
+    """
+    if direction not in (-1, 1):
+        raise ValueError(f"direction must be -1 (the claim lowers the metric) or +1 (raises it); got {direction!r}")
+    if n < min_seeds or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "not tested"
+    mid = (lo + hi) / 2
+    if significant and np.sign(mid) == direction:
+        return "supported"
+    if (direction < 0 and lo >= 0) or (direction > 0 and hi <= 0):
+        return "contradicted"
+    return "inconclusive"
+
+
+def friedman_nemenyi(frame: pd.DataFrame, *, block: str | Sequence[str], method: str, value: str,
+                     higher_is_better: bool = True, alpha: float = 0.05) -> dict:
+    """Rank methods over blocks (datasets, settings) as Demšar (2006) recommends.
+
+    ``frame`` holds one value per (block, method) — mean over seeds (more rows per pair are
+    averaged). Blocks missing a method are dropped. Within each block the methods are ranked (1 =
+    best, ties get their average rank); the Friedman test (scipy ``friedmanchisquare``) asks whether
+    the average ranks differ more than chance would make them; the Nemenyi critical difference
+    ``CD = q_α √(k(k+1) / (6N))`` (``q_α`` from the studentized range distribution divided by √2)
+    is the least difference of average ranks that tells two methods apart.
+
+    Returns ``{"ranks": Series (average rank per method, best first), "statistic", "p_value",
+    "cd", "blocks", "methods", "alpha"}``; the p-value is NaN with fewer than 2 blocks or 3 methods
+    (the Friedman test needs them).
+
+    >>> df = pd.DataFrame({"b": ["x"] * 3 + ["y"] * 3 + ["z"] * 3, "m": ["A", "B", "C"] * 3,
+    ...                    "v": [0.9, 0.8, 0.7, 0.85, 0.8, 0.6, 0.95, 0.7, 0.72]})
+    >>> r = friedman_nemenyi(df, block="b", method="m", value="v")
+    >>> r["ranks"].round(2).to_dict(), round(r["cd"], 3)
+    ({'A': 1.0, 'B': 2.33, 'C': 2.67}, 1.914)
+    """
+    from scipy import stats as st
+
+    by = [block] if isinstance(block, str) else list(block)
+    for c in [*by, method, value]:
+        if c not in frame.columns:
+            raise ValueError(f"column {c!r} is not in the frame; available: {list(frame.columns)}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}")
+    wide = frame.groupby(by + [method], sort=False)[value].mean().unstack(method).dropna()
+    n, k = wide.shape
+    if k < 2 or n < 1:
+        raise ValueError(f"ranking needs at least 2 methods measured in at least one common block; got {k} methods, {n} blocks")
+    ranks = wide.rank(axis=1, ascending=not higher_is_better).mean().sort_values()
+    stat = p = float("nan")
+    if n >= 2 and k >= 3:
+        res = st.friedmanchisquare(*[wide[c].to_numpy(float) for c in wide.columns])
+        stat, p = float(res.statistic), float(res.pvalue)
+    q = float(st.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2))
+    cd = q * float(np.sqrt(k * (k + 1) / (6.0 * n)))
+    return {"ranks": ranks, "statistic": stat, "p_value": p, "cd": cd, "blocks": int(n), "methods": int(k), "alpha": alpha}
