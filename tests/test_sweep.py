@@ -74,7 +74,7 @@ def test_a_fairness_mitigation_on_a_task_without_groups_is_refused():
 
 
 def test_grid_files_load_and_broken_ones_say_so(tmp_path):
-    assert len(expand_grid(ROOT / "grids" / "quick.yaml")) == 16
+    assert len(expand_grid(ROOT / "grids" / "quick.yaml")) == 96  # 4 settings x 3 mitigations x 8 seeds
     assert len(expand_grid(ROOT / "grids" / "medium.yaml")) == 864
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [compas\n")
@@ -217,19 +217,25 @@ def _planted_effects_frame(seeds=5):
     return pd.DataFrame(rows)
 
 
-def test_findings_report_a_planted_effect_and_call_the_rest_noise():
+def test_findings_report_a_planted_effect_and_show_no_change_by_equivalence():
     from trustkit.experiments import sweep_effects, sweep_findings
 
     eff = sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]).set_index("constraint")
     assert eff.loc["prune_structured", "diff"] == pytest.approx(0.05, abs=0.006)
-    assert eff.loc["prune_structured", "p_value"] < 1e-4 and eff.loc["quantize", "p_value"] > 0.05
+    assert eff.loc["prune_structured", "q_value"] < 1e-3 and eff.loc["quantize", "q_value"] > 0.05
     assert eff.loc["prune_structured", "lo"] > 0 > eff.loc["quantize", "lo"]
+    assert eff.loc["prune_structured", "verdict"] == "changed"
+    # 5 seeds with a per-seed spread of 0.01: the equivalence test puts quantisation within ±0.02
+    assert eff.loc["quantize", "verdict"] == "no change" and eff.loc["quantize", "q_equiv"] < 0.05
     lines = sweep_findings(sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]), metric="eo_gap")
     assert lines[0].startswith("Pruning 90% of the neurons (structured) changed the EO gap on compas (mlp, erm) by +0.04")
-    assert "5 seeds" in lines[0]
-    assert any("Within noise" in line and "quantize" in line for line in lines)
+    assert "5 seeds" in lines[0] and "q = " in lines[0]
+    assert any(line.startswith("Within ±0.02 of the reference (the EO gap; equivalence tests") and "quantising to int8" in line
+               for line in lines)
+    assert lines[-1] == "Tests: Benjamini–Hochberg over 2 tests of constraint effects (the EO gap), q < 0.05."
     few = sweep_findings(sweep_effects(_planted_effects_frame(seeds=2), metrics=["eo_gap"]), metric="eo_gap")
-    assert len(few) == 1 and "no change in the EO gap can be told from noise" in few[0]
+    assert any(line.startswith("Not tested for the EO gap in 2 cell(s): 2 seed(s)") for line in few)
+    assert not any("changed the EO gap" in line for line in few)
 
 
 def test_a_memory_cap_keeps_the_width_and_shrinks_the_batch_first(compas_task):
@@ -255,12 +261,19 @@ def test_a_memory_cap_keeps_the_width_and_shrinks_the_batch_first(compas_task):
 def test_a_gap_closed_by_collapsing_to_one_class_is_named_as_such():
     from trustkit.experiments import sweep_effects, sweep_findings
 
+    rng = np.random.default_rng(1)
     df = _planted_effects_frame()
-    df["accuracy"] = 0.8
+    df["accuracy"] = 0.8 + rng.normal(0, 0.005, len(df))
+    df["positive_rate"] = 0.45 + rng.normal(0, 0.01, len(df))
     narrowed = df["constraint"] == "prune_structured"
     df.loc[narrowed, "eo_gap"] = df.loc[narrowed, "eo_gap"] - 0.15  # the gap closes...
     df.loc[narrowed, "accuracy"] = 0.55 + 0.001 * df.loc[narrowed, "seed"]  # ...with accuracy at the base rate
-    lines = sweep_findings(sweep_effects(df, metrics=["eo_gap", "accuracy"]), metric="eo_gap")
-    assert "accuracy fell by 0.248" in lines[0] and "predicts one class" in lines[0]
+    df.loc[narrowed, "positive_rate"] = 0.02 + 0.001 * df.loc[narrowed, "seed"]  # ...as it predicts one class
+    metrics = ["eo_gap", "accuracy", "positive_rate"]
+    lines = sweep_findings(sweep_effects(df, metrics=metrics), metric="eo_gap")
+    assert "accuracy fell by 0.24" in lines[0] and "leaned towards one class" in lines[0]
+    # the same loss of accuracy, but the positive rate did not move: no story about one class
+    df.loc[narrowed, "positive_rate"] = df.loc[~narrowed & (df.constraint == "none"), "positive_rate"].to_numpy() + 0.001
+    assert "leaned towards one class" not in sweep_findings(sweep_effects(df, metrics=metrics), metric="eo_gap")[0]
     plain = sweep_findings(sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]), metric="eo_gap")
-    assert "predicts one class" not in plain[0]
+    assert "one class" not in plain[0]

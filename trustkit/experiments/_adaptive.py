@@ -195,6 +195,7 @@ def _summary(r, task, setup) -> dict:
         "gflops": r.usage["flops"] / 1e9,
         "epochs": r.completed_epochs,
         "steps": sum(e.steps for e in r.epochs),
+        "trained": r.trained,
         "stopped_by": r.stopped_by,
         "over_budget": ",".join(r.over_budget),
         "scheduler_s": sum(e.callback_s for e in r.epochs),
@@ -251,7 +252,7 @@ def expgrad_under_budget(task, *, time_s: float | None, seed: int = 0, constrain
     row = metrics(te)
     row.update({"error": 1 - row["accuracy"], "robust_accuracy": float("nan"),
                 "val_score": val_score(metrics(va), fair=True), "time_s": used, "excluded_s": 0.0,
-                "peak_memory_mb": float("nan"), "gflops": float("nan"), "epochs": max_iter, "steps": max_iter,
+                "peak_memory_mb": float("nan"), "gflops": float("nan"), "epochs": max_iter, "steps": max_iter, "trained": True,
                 "stopped_by": "budget" if time_s is not None else "max_iter",
                 "over_budget": "time_s" if time_s is not None and used > time_s else "", "scheduler_s": 0.0,
                 "message": f"{max_iter} ExponentiatedGradient iterations", "trajectory": []})
@@ -388,19 +389,27 @@ def adaptive_comparison(
 
 def tests_against_best_static(df: pd.DataFrame, *, by: Sequence[str] = ("regime",),
                               metrics: Sequence[str] = ("dp_gap", "eo_gap", "robust_accuracy", "error"),
-                              ) -> tuple[pd.DataFrame, list[str]]:
+                              alpha: float = 0.05, correction: str = "bh") -> tuple[pd.DataFrame, list[str]]:
     """Each adaptive method against the best static baseline of its group, by paired t-tests over seeds.
 
     The best static baseline of a group (a regime, or a (dataset, regime)) is the static method with
-    the best mean validation score (:func:`trustkit.stats.best_baseline`). Returns the tests (one row per
-    (group, metric, method), as :func:`trustkit.stats.paired_ttest` gives them, with the group's
-    columns in front) and one sentence per group that could not be compared — where no static run
+    the best mean validation score (:func:`trustkit.stats.best_baseline`). Runs that did not train are
+    left out of every test (and of the choice). Returns the tests (one row per (group, metric,
+    method), as :func:`trustkit.stats.paired_ttest` gives them, with the group's columns in front,
+    and ``q_value`` / ``significant`` from ``correction`` over every row as one family, named in the
+    ``family`` column) and one sentence per group that could not be compared — where no static run
     has a validation score, because its budget held no epoch.
     """
-    from ..stats import best_baseline, paired_ttest
+    from ..stats import best_baseline, correct, paired_ttest
+    from ._evidence import trained_mask
 
     by = list(by)
+    untrained = df[~trained_mask(df)]
+    df = df[trained_mask(df)]
     rows, skipped = [], []
+    if len(untrained):
+        skipped.append(f"{len(untrained)} run(s) did not train (no step, or stopped inside the first slice) and are left "
+                       "out: " + ", ".join(sorted({f"{r.method} ({r.regime})" for r in untrained.itertuples()})))
     for key, g in df.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         label = ", ".join(f"{k} {v}" for k, v in zip(by, key))
@@ -420,7 +429,12 @@ def tests_against_best_static(df: pd.DataFrame, *, by: Sequence[str] = ("regime"
             for k, v in reversed(list(zip(by, key))):
                 t.insert(0, k, v)
             rows.append(t)
-    return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), skipped
+    if not rows:
+        return pd.DataFrame(), skipped
+    out = correct(pd.concat(rows, ignore_index=True), method=correction, alpha=alpha,
+                  what="adaptive methods against the best static baseline")
+    out["family"] = out.attrs["family"]
+    return out, skipped
 
 
 def interactive_run(dataset: str = "compas", *, lam_fair: float = 1.0, lam_rob: float = 1.0, time_budget_s: float | None = 2.0,

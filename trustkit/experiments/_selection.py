@@ -16,11 +16,11 @@ from ._store import ResultStore, run_grid
 
 __all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
            "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance",
-           "class_balance_reading"]
+           "class_balance_reading", "selection_tests"]
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
 # part of every selection run's config: stored runs of an earlier selector are not reused
-SELECTOR_VERSION = 3
+SELECTOR_VERSION = 4
 _LAMBDA_METHODS = ("vtrust", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
 
@@ -87,8 +87,11 @@ def _selection_run(cfg: Mapping) -> dict:
     t_select = time.perf_counter() - t0
     sub = task if idx is None else subset_task(task, idx)
     r = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False).fit(sub)
+    val = r.epochs[-1].val if r.epochs else {}
     return {**r.test, "error": 1 - r.test["accuracy"], "select_x": 0.0 if t_plain is None else t_select / t_plain,
-            "n_train": len(sub.train), **subset_balance(sub.train.y, task.train.y), **diag}
+            "n_train": len(sub.train), **subset_balance(sub.train.y, task.train.y), **diag,
+            **{f"val_{k}": val[k] for k in ("eo_gap", "dp_gap") if k in val},
+            "val_error": 1 - val["accuracy"] if "accuracy" in val else float("nan")}
 
 
 def selection_comparison(
@@ -140,6 +143,24 @@ def selection_comparison(
                     executor=executor, workers=workers, scheduler_address=scheduler_address)
     df["label"] = [m if lam is None or m not in _LAMBDA_METHODS else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
     return df
+
+
+def selection_tests(df: pd.DataFrame, *, metrics: Sequence[str] = ("eo_gap", "error"), alpha: float = 0.05,
+                    min_seeds: int = 3) -> pd.DataFrame:
+    """Every selection of a :func:`selection_comparison` frame against whole-data training, paired by
+    seed, per dataset and fraction and metric: the paired effect, the equivalence test against the
+    metric's margin, and over every row as one family the Benjamini–Hochberg ``q_value`` and a
+    ``verdict`` (``changed`` / ``no change`` / ``inconclusive`` / ``not tested``), with the family
+    named in the ``family`` column (:func:`~trustkit.experiments._evidence.add_verdicts`)."""
+    from ._evidence import add_verdicts, paired_tests
+
+    need = {"label", "dataset", "fraction", "seed"}
+    if not need <= set(df.columns):
+        raise ValueError(f"the frame lacks the columns {sorted(need - set(df.columns))}; pass selection_comparison's output")
+    t = paired_tests(df, within=["dataset", "fraction"], arm="label", baseline="whole", metrics=list(metrics))
+    out = add_verdicts(t, alpha=alpha, min_seeds=min_seeds, what=f"selections against whole data ({', '.join(metrics)})")
+    out["family"] = out.attrs["family"]
+    return out
 
 
 def class_balance_reading(df: pd.DataFrame, *, shift: float = 0.05, worse: float = 0.02) -> pd.DataFrame:

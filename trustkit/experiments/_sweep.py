@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 
 from .._validation import _suggest
-from ..stats import paired_effect
 from ._store import ResultStore, run_grid, run_key
 
-__all__ = ["CONSTRAINTS", "MITIGATIONS", "GRID_KEYS", "load_grid", "expand_grid", "sweep_cell", "run_sweep",
+__all__ = ["CONSTRAINTS", "MITIGATIONS", "GRID_KEYS", "DESIGN_COLUMNS", "grid_file", "load_grid", "expand_grid", "sweep_cell", "run_sweep",
            "sweep_status", "sweep_frame", "sweep_effects", "sweep_findings", "describe_setting"]
 
 #: constraint type → what its levels mean
@@ -63,6 +62,8 @@ GRID_KEYS = ("name", "datasets", "models", "constraints", "mitigations", "seeds"
 TRAINING_DEFAULTS = {"epochs": 10, "lr": 3e-3, "batch_size": 256, "finetune_steps": 50,
                      "fair_lambdas": [0.3, 1.0, 3.0], "pgd_eps": 0.1}
 EVALUATION_DEFAULTS = {"eps": 0.1, "pgd_steps": 10, "max_attack": 1000, "latency": True}
+#: the cell settings that make two sweep runs comparable: runs that differ in one are never paired or pooled
+DESIGN_COLUMNS = [f"train_{k}" for k in TRAINING_DEFAULTS] + [f"eval_{k}" for k in EVALUATION_DEFAULTS]
 _FAMILY_KINDS = {"mlp": "tabular", "cnn": "image"}
 _WIDTH_KNOB = {"mlp": "hidden", "cnn": "width"}
 _DEFAULT_WIDTH = {"mlp": 64, "cnn": 16}
@@ -86,6 +87,22 @@ def load_grid(grid) -> dict:
             raise ValueError(f"grid file {str(path)!r} must hold a mapping of {list(GRID_KEYS)}; got {type(data).__name__}")
         return dict(data)
     raise TypeError(f"grid must be a path to a YAML file or a dict; got {type(grid).__name__}")
+
+
+def grid_file(name: str) -> Path:
+    """The YAML file of a grid that ships with trustkit (``"quick"``, ``"medium"``, ``"scaling"``) in the
+    repository's ``grids/`` folder; a ``ValueError`` names the grids there when ``name`` is not one.
+
+    >>> grid_file("quick").name
+    'quick.yaml'
+    """
+    folder = Path(__file__).resolve().parents[2] / "grids"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the grids folder is not at {folder}; run trustkit from a checkout of the repository")
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    if name not in names:
+        raise ValueError(f"unknown grid {name!r}; the grids that ship with trustkit: {names}.{_suggest(str(name), names)}")
+    return folder / f"{name}.yaml"
 
 
 def _model_label(m: Mapping) -> str:
@@ -336,7 +353,8 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
             time_s = float(level) * _need(ref, "ref_time_s", cell)
         row = expgrad_under_budget(task, time_s=time_s, seed=int(cell["seed"]))
         out.update({k: row[k] for k in ("accuracy", "dp_gap", "eo_gap", "eo_gap_mean")})
-        out.update({"train_time_s": row["time_s"], "epochs_done": row["epochs"], "stopped_by": row["stopped_by"],
+        out.update({"train_time_s": row["time_s"], "epochs_done": row["epochs"], "trained": row["epochs"] > 0,
+                    "stopped_by": row["stopped_by"],
                     "val_score": row["val_score"], "message": row["message"], "cell_s": time.perf_counter() - t_cell})
         return out
 
@@ -372,6 +390,7 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
     dense = model
     usage = record.usage
     out.update({"train_time_s": usage["time_s"], "fit_wall_s": usage["wall_s"], "epochs_done": len(record.epochs),
+                "trained": record.trained, "train_steps": sum(e.steps for e in record.epochs), "message": record.message,
                 "stopped_by": record.stopped_by, "peak_memory_mb": usage["peak_memory_mb"],
                 "est_memory_mb": usage["est_memory_mb"], "gflops": usage["flops"] / 1e9,
                 "val_score": _val_score(record), "trained_model_kwargs": kwargs})
@@ -496,7 +515,7 @@ _NAMES = {"time": "cutting training time to {l:.0%} of the reference", "epochs":
           "prune_unstructured": "pruning {l:.0%} of the weights (unstructured)",
           "prune_structured": "pruning {l:.0%} of the neurons (structured)", "quantize": "quantising to {l}",
           "distill": "distilling into a student of {l:.0%} width"}
-_METRIC_NAMES = {"eo_gap": "the EO gap", "dp_gap": "the DP gap", "accuracy": "accuracy",
+_METRIC_NAMES = {"eo_gap": "the EO gap", "dp_gap": "the DP gap", "accuracy": "accuracy", "positive_rate": "the positive rate",
                  "robust_accuracy": "PGD accuracy", "ece": "calibration error (ECE)"}
 
 
@@ -507,92 +526,159 @@ def describe_setting(constraint: str, level) -> str:
     return _NAMES[constraint].format(l=level if constraint == "quantize" else float(level))
 
 
-def sweep_effects(df: pd.DataFrame, *, metrics=("accuracy", "eo_gap", "robust_accuracy")) -> pd.DataFrame:
-    """Each constrained cell's change from its reference, paired by seed: mean ± std, 95% interval, p.
+def _setting(constraint, level) -> str:
+    return f"{constraint}={level}"
+
+
+def sweep_effects(df: pd.DataFrame, *, metrics=("accuracy", "eo_gap", "robust_accuracy"), correction: str = "bh",
+                  alpha: float = 0.05, min_seeds: int = 3, margins: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Each constrained cell's change from its reference, paired by seed, as one corrected family.
 
     For every (dataset, model, mitigation, constraint, level) and metric: the per-seed difference
     *cell − reference* (the same dataset, model, mitigation and seed without the constraint), its
-    mean, sample std, Student-t 95% interval, the paired t-test's two-sided p-value (scipy
-    ``ttest_rel``; NaN with fewer than 2 seeds or constant differences) and the number of seeds.
+    mean, sample std, Student-t 95% interval (``lo``, ``hi``), the paired t-test's p-value, the
+    equivalence test against the metric's margin (:data:`trustkit.stats.EQUIVALENCE_MARGINS`) and,
+    over every row as one family (Benjamini–Hochberg by default), ``q_value``, ``q_equiv`` and a
+    ``verdict``: ``changed``, ``no change``, ``inconclusive`` (with ``seeds_needed``), ``not tested``
+    (fewer than ``min_seeds`` seeds) or ``did not train``. The family is named in the ``family``
+    column. Runs that did not train (a time level too small for one epoch) are left out and
+    counted in ``untrained``. Runs of different training or evaluation settings (two grids in one
+    store) are never paired with each other: ``design`` names what tells them apart. For PGD
+    accuracy, ``attack`` says whether the constrained model was attacked white-box or through the
+    dense model's gradients (``transfer``: an upper bound).
 
     >>> import pandas as pd
     >>> rows = [{"dataset": "d", "model": "m", "mitigation": "erm", "seed": s, "constraint": c, "level": lv,
     ...          "eo_gap": g} for s, (g0, g1) in enumerate([(0.1, 0.2), (0.12, 0.21), (0.11, 0.23)])
     ...         for c, lv, g in (("none", 1.0, g0), ("prune_structured", 0.8, g1))]
     >>> e = sweep_effects(pd.DataFrame(rows), metrics=["eo_gap"])
-    >>> round(float(e["diff"].iloc[0]), 3), int(e["n"].iloc[0]), bool(e["p_value"].iloc[0] < 0.05)
-    (0.103, 3, True)
+    >>> round(float(e["diff"].iloc[0]), 3), int(e["n"].iloc[0]), e["verdict"].iloc[0]
+    (0.103, 3, 'changed')
     """
+    from ._evidence import add_verdicts, design_labels, paired_tests
+
     need = [*_CELL, "seed", "constraint", "level"]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise ValueError(f"sweep_effects needs columns {missing}; the frame has {list(df.columns)}")
-    df = df.assign(level=df["level"].astype(str))
-    ref = df[df["constraint"] == "none"].set_index([*_CELL, "seed"])
-    rows = []
-    for key, g in df[df["constraint"] != "none"].groupby([*_CELL, "constraint", "level"], sort=False):
-        cell = dict(zip([*_CELL, "constraint", "level"], key))
-        for m in metrics:
-            if m not in df.columns:
-                continue
-            pairs = []
-            for _, r in g.iterrows():
-                k = tuple(r[c] for c in _CELL) + (r["seed"],)
-                if k in ref.index and np.isfinite(r[m]) and np.isfinite(ref.loc[k, m]):
-                    pairs.append((float(ref.loc[k, m]), float(r[m])))
-            if not pairs:
-                continue
-            b, c = np.array(pairs).T
-            rows.append({**cell, "metric": m, "reference": float(b.mean()), "value": float(c.mean()),
-                         **paired_effect(pd.Series(b), pd.Series(c))})
-    return pd.DataFrame(rows)
+    metrics = [m for m in metrics if m in df.columns]
+    d = df.assign(level=df["level"].astype(str), design=design_labels(df, columns=DESIGN_COLUMNS))
+    d["setting"] = [_setting(c, lv) for c, lv in zip(d["constraint"], d["level"])]
+    tests = paired_tests(d, within=["design", *_CELL], arm="setting", baseline=_setting("none", "1.0"), metrics=metrics,
+                         margins=margins)
+    cells = d.drop_duplicates("setting").set_index("setting")[["constraint", "level"]]
+    tests.insert(4, "constraint", tests["setting"].map(cells["constraint"]))
+    tests.insert(5, "level", tests["setting"].map(cells["level"]))
+    if "attack" in d.columns:
+        kinds = d.groupby(["design", *_CELL, "setting"], dropna=False)["attack"].agg(
+            lambda s: ",".join(sorted(set(s.dropna().astype(str)))))
+        tests["attack"] = [kinds.get(tuple(r[c] for c in ["design", *_CELL, "setting"]), "")
+                           if r["metric"] == "robust_accuracy" else "" for _, r in tests.iterrows()]
+    else:
+        tests["attack"] = ""
+    names = ", ".join(_METRIC_NAMES.get(m, m) for m in metrics)
+    out = add_verdicts(tests.drop(columns=["setting"]), correction=correction, alpha=alpha, min_seeds=min_seeds,
+                       what=f"constraint effects ({names})")
+    out["family"] = out.attrs["family"]
+    return out
 
 
-def sweep_findings(effects: pd.DataFrame, *, metric: str = "eo_gap", alpha: float = 0.05, top: int = 5) -> list[str]:
-    """Sentences about ``metric`` computed from :func:`sweep_effects`, each with its uncertainty.
+def _sentence_start(r) -> str:
+    text = describe_setting(r["constraint"], r["level"])
+    return text[0].upper() + text[1:]
 
-    A change is called a change only when its paired p-value is below ``alpha`` with at least 3
-    seeds; otherwise the sentence says it is within noise, or that there are too few seeds to tell.
-    The ``top`` largest significant changes come first, then a line on what did not move.
+
+def _q(x) -> str:
+    return "n/a" if not np.isfinite(x) else (f"{x:.2g}" if x >= 0.001 else f"{x:.1e}")
+
+
+def sweep_findings(effects: pd.DataFrame, *, metric: str = "eo_gap", top: int = 5) -> list[str]:
+    """Sentences about ``metric`` computed from :func:`sweep_effects`'s verdicts, each with its uncertainty.
+
+    A change is called a change only when its corrected test says so (the sentence names the
+    family); "no change" only when the corrected equivalence test puts it inside its margin;
+    everything else is inconclusive, with the number of seeds that would decide it. Runs that did
+    not train are reported as such, never as an effect. A narrower gap that came with a significant
+    loss of accuracy *and* a significant move of the positive-prediction rate says so, with both
+    tests; without them nothing is said about why a gap moved.
     """
-    e = effects[effects["metric"] == metric].copy()
+    need = {"metric", "verdict", "diff", "q_value"}
+    if not need <= set(effects.columns):
+        raise ValueError(f"sweep_findings needs the output of sweep_effects (columns {sorted(need)})")
+    e = effects[effects["metric"] == metric]
     name = _METRIC_NAMES.get(metric, metric)
     if e.empty:
         return [f"No constrained cell has {name} measured against its reference."]
-    e["significant"] = (e["n"] >= 3) & (e["p_value"] < alpha)
+    family = str(effects["family"].iloc[0]) if "family" in effects.columns and len(effects) else ""
+    keys = [*_CELL, "constraint", "level"] + (["design"] if "design" in effects.columns else [])
+    other = {m: effects[effects["metric"] == m].set_index(keys) for m in ("accuracy", "positive_rate")}
     out = []
 
-    def sentence(r, verdict):
-        return (f"{describe_setting(r['constraint'], r['level'])[0].upper()}{describe_setting(r['constraint'], r['level'])[1:]} "
-                f"changed {name} on {r['dataset']} ({r['model']}, {r['mitigation']}) by {r['diff']:+.3f} ± {r['std']:.3f} "
-                f"(from {r['reference']:.3f} to {r['value']:.3f}; paired p = {r['p_value']:.3g}, {int(r['n'])} seeds){verdict}")
+    def where(r) -> str:
+        d = f"; {r['design']}" if r.get("design") else ""
+        return f"{r['dataset']} ({r['model']}, {r['mitigation']}{d})"
 
-    acc = effects[effects["metric"] == "accuracy"].set_index([*_CELL, "constraint", "level"])["diff"]
+    def why(r) -> str:
+        if metric not in ("eo_gap", "dp_gap", "eo_gap_mean") or r["diff"] >= 0:
+            return ""
+        k = tuple(r[c] for c in keys)
+        acc, pos = other["accuracy"], other["positive_rate"]
+        if k not in acc.index or k not in pos.index:
+            return ""
+        a, p = acc.loc[k], pos.loc[k]
+        if bool(a["significant"]) and a["diff"] < 0 and bool(p["significant"]):
+            return (f"; in the same runs accuracy fell by {-a['diff']:.3f} (q = {_q(a['q_value'])}) and the share of positive "
+                    f"predictions moved by {p['diff']:+.3f} (q = {_q(p['q_value'])}): the gap narrowed as the model "
+                    "leaned towards one class")
+        return ""
 
-    def verdict(r) -> str:
-        """A narrowed gap that comes with a large accuracy loss is named for what it is."""
-        key = tuple(r[c] for c in [*_CELL, "constraint", "level"])
-        if metric in ("eo_gap", "dp_gap") and r["diff"] < 0 and key in acc.index and acc.loc[key] < -0.05:
-            return (f"; accuracy fell by {-acc.loc[key]:.3f} in the same cells: the gap closed mostly because the "
-                    "model predicts one class more often, not because it treats the groups more alike.")
-        return "."
+    def note(r) -> str:
+        if metric == "robust_accuracy" and "transfer" in str(r.get("attack", "")):
+            return ("; the constrained model has no gradients, so it was attacked through the dense model's (a transfer "
+                    "attack: its PGD accuracy is an upper bound, not a white-box number like the reference's)")
+        return ""
 
-    sig = e[e["significant"]].reindex(e[e["significant"]]["diff"].abs().sort_values(ascending=False).index)
-    for _, r in sig.head(top).iterrows():
-        out.append(sentence(r, verdict(r)))
-    if len(sig) > top:
-        out.append(f"{len(sig) - top} more cells changed {name} significantly (see the effects table).")
-    if int(e["n"].max()) < 3:
-        out.append(f"With {int(e['n'].max())} seed(s) per cell no change in {name} can be told from noise: "
-                   f"the largest was {e.loc[e['diff'].abs().idxmax(), 'diff']:+.3f}; run more seeds before reading the table.")
-        return out
-    quiet = e[~e["significant"]]
-    moved = set(zip(sig["constraint"], sig["level"]))
-    still = sorted({c for c in quiet["constraint"] if not any(c == m[0] for m in moved)})
-    if still:
-        out.append(f"Within noise for {name} at every level tried (p ≥ {alpha} or < 3 seeds): "
-                   + ", ".join(still) + ".")
-    if sig.empty:
-        out.append(f"No constraint changed {name} beyond noise in this sweep (largest change "
-                   f"{e.loc[e['diff'].abs().idxmax(), 'diff']:+.3f}).")
+    changed = e[e["verdict"] == "changed"]
+    changed = changed.reindex(changed["diff"].abs().sort_values(ascending=False).index)
+    for _, r in changed.head(top).iterrows():
+        out.append(f"{_sentence_start(r)} changed {name} on {where(r)} by {r['diff']:+.3f} ± {r['std']:.3f} "
+                   f"(from {r['reference']:.3f} to {r['value']:.3f}; 95% CI [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+                   f"q = {_q(r['q_value'])}, {int(r['n'])} seeds){why(r)}{note(r)}.")
+    if len(changed) > top:
+        out.append(f"{len(changed) - top} more cells changed {name} (see the effects table).")
+    same = e[e["verdict"] == "no change"]
+    if len(same):
+        transfer = [r for _, r in same.iterrows() if note(r)]
+        out.append(f"Within ±{same['margin'].iloc[0]:g} of the reference ({name}; equivalence tests, q < "
+                   f"{_alpha_of(family)}): " + "; ".join(f"{describe_setting(r['constraint'], r['level'])} on {where(r)}"
+                                                       for _, r in same.iterrows())
+                   + (f" (for {len(transfer)} of them{note(transfer[0])})" if transfer else "") + ".")
+    unsure = e[e["verdict"] == "inconclusive"]
+    if len(unsure):
+        need_s = unsure["seeds_needed"].dropna()
+        plan = (f"; telling a change of {unsure['margin'].iloc[0]:g} from none would take about "
+                f"{int(need_s.median())} seeds per cell (median; 80% power)" if len(need_s) else "")
+        out.append(f"Inconclusive for {name} in {len(unsure)} cell(s): neither a change nor its absence is shown "
+                   f"with {int(unsure['n'].max())} seeds{plan}.")
+    few = e[e["verdict"] == "not tested"]
+    if len(few):
+        out.append(f"Not tested for {name} in {len(few)} cell(s): {int(few['n'].max())} seed(s) per cell is fewer than a "
+                   "paired test needs; run more seeds before reading the table.")
+    dead = e[e["verdict"] == "did not train"]
+    for _, r in dead.iterrows():
+        out.append(f"{_sentence_start(r)} left no run that trained on {where(r)} ({int(r['untrained'])} seed(s): the budget "
+                   "could not hold one epoch); these runs are kept out of every effect.")
+    partial = e[(e["verdict"] != "did not train") & (e["untrained"] > 0)]
+    if len(partial):
+        out.append(f"{int(partial['untrained'].sum())} run(s) that did not train were left out of {len(partial)} "
+                   f"cell(s) of {name}.")
+    if family:
+        out.append(f"Tests: {family}.")
     return out
+
+
+def _alpha_of(family: str) -> str:
+    import re
+
+    m = re.search(r"< ([0-9.]+)$", family)
+    return m.group(1) if m else "0.05"

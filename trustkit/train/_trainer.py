@@ -182,9 +182,17 @@ class RunRecord:
     def completed_epochs(self) -> int:
         return sum(1 for e in self.epochs if not e.partial)
 
+    @property
+    def trained(self) -> bool:
+        """Whether the run trained: at least one epoch (or slice of steps) completed. A run whose
+        budget held no step, or stopped inside its first epoch, is not trained: its test metrics
+        are those of (nearly) the random initialisation, and comparisons leave it out."""
+        return self.completed_epochs >= 1
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["completed_epochs"] = self.completed_epochs
+        d["trained"] = self.trained
         return d
 
     def epochs_frame(self) -> pd.DataFrame:
