@@ -42,10 +42,21 @@ def test_tradeoff_point_gives_the_planted_effects():
     assert p["eo_gap"]["diff"] == pytest.approx(-0.06, abs=1e-9) and p["accuracy"]["n"] == 3
     p8 = tradeoff_point(f, constraint="quantize", level="int8", metrics=["accuracy"], mitigation="erm")
     assert p8["accuracy"]["diff"] == pytest.approx(-0.008, abs=1e-9)
-    # the same numbers as the effects table of the trade-off notebook
-    e = sweep_effects(f[f.mitigation == "erm"], metrics=["accuracy"])
-    row = e[(e.constraint == "quantize") & (e.level == "int8")].iloc[0]
-    assert p8["accuracy"]["p_value"] == pytest.approx(row.p_value)
+    # the same numbers as the effects table of the trade-off notebook, corrected in the same family
+    e = sweep_effects(f, metrics=["accuracy"])
+    row = e[(e.constraint == "quantize") & (e.level == "int8") & (e.mitigation == "erm")].iloc[0]
+    assert p8["accuracy"]["p_value"] == pytest.approx(row.p_value) and p8["accuracy"]["q_value"] == pytest.approx(row.q_value)
+    assert p8["accuracy"]["verdict"] == row.verdict
+    alone = sweep_effects(f[f.mitigation == "erm"], metrics=["accuracy"])  # a smaller family
+    assert alone.family.iloc[0] != row.family and "over 8 tests" in row.family
+
+
+def test_a_refused_setting_shows_no_numbers_of_the_previous_one():
+    panel = tradeoff_panel(planted_sweep(), metrics=["accuracy"])
+    assert panel.numbers and panel.table.value
+    panel.controls["mitigation"].options = ["erm", "fair_penalty", "dro"]
+    panel.controls["mitigation"].value = "dro"  # not in the sweep: refused
+    assert panel.numbers == {} and panel.table.value == "" and "mitigation &#x27;dro&#x27; is not in the sweep" in panel.status.value
 
 
 @pytest.mark.parametrize("kwargs, pattern", [

@@ -250,33 +250,52 @@ def _tightness(constraint: str, label: str) -> float:
 
 
 def constraint_chart(results: pd.DataFrame, *, metric: str, by: str = "mitigation", columns: int = 4,
-                     title: str | None = None) -> alt.FacetChart:
+                     title: str | None = None, effects: pd.DataFrame | None = None) -> alt.FacetChart:
     """``metric`` against constraint level per ``by`` (mean and 95% interval over seeds), one panel per constraint type.
 
     ``results`` is a sweep's frame (columns ``constraint``, ``level``, ``by``, ``metric``); each panel
-    starts at the unconstrained reference ("ref") and goes to the tightest level.
+    starts at the unconstrained reference ("ref") and goes to the tightest level. Runs that did not
+    train are left out. With fewer than 3 seeds no interval is drawn (a t interval on one degree of
+    freedom spans most of the axis and says nothing). ``effects`` (from
+    :func:`trustkit.experiments.sweep_effects`) marks each level with its verdict: a filled shape
+    where the change from the reference survived the correction, open shapes elsewhere.
     """
+    from .experiments._evidence import trained_mask
     from .stats import mean_ci
 
     _check(results, ["constraint", "level", by, metric])
-    d = _with_references(results.dropna(subset=[metric]))
+    d = _with_references(results[trained_mask(results)].dropna(subset=[metric]))
     s = mean_ci(d, by=["constraint", "level_label", by], metrics=[metric])
-    s["lo"] = s[f"{metric}_lo"].fillna(s[f"{metric}_mean"])
-    s["hi"] = s[f"{metric}_hi"].fillna(s[f"{metric}_mean"])
+    few = s["n"] < 3
+    s["lo"] = s[f"{metric}_lo"].where(~few).fillna(s[f"{metric}_mean"])
+    s["hi"] = s[f"{metric}_hi"].where(~few).fillna(s[f"{metric}_mean"])
+    s["verdict"] = "reference"
+    if effects is not None and len(effects):
+        e = effects[effects["metric"] == metric]
+        look = {(c, str(lv), str(b)): v for c, lv, b, v in zip(e["constraint"], e["level"], e[by], e["verdict"])}
+        s["verdict"] = [("reference" if lv == "ref" else look.get((c, str(lv), str(b)), "not tested"))
+                        for c, lv, b in zip(s["constraint"], s["level_label"], s[by])]
 
     s["order"] = [_tightness(c, v) for c, v in zip(s["constraint"], s["level_label"])]
     x = alt.X("level_label:N", title="level (ref = unconstrained)", sort=alt.EncodingSortField("order"))
     y = alt.Y(f"{metric}_mean:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False))
     base = alt.Chart(s)
-    line = base.mark_line(point=True).encode(
-        x=x, y=y, color=f"{by}:N",
-        tooltip=["constraint", "level_label", by, alt.Tooltip(f"{metric}_mean:Q", format=".3f"),
-                 alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f"), "n"])
+    tip = ["constraint", "level_label", by, alt.Tooltip(f"{metric}_mean:Q", format=".3f"),
+           alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f"), "n", "verdict"]
+    line = base.mark_line().encode(x=x, y=y, color=f"{by}:N")
+    shapes = {"changed": "circle", "reference": "square", "no change": "diamond", "inconclusive": "circle",
+              "not tested": "cross", "did not train": "cross"}
+    kinds = [k for k in shapes if k in set(s["verdict"])]
+    points = base.mark_point(size=60, strokeWidth=2).encode(
+        x=x, y=y, color=f"{by}:N", tooltip=tip,
+        shape=alt.Shape("verdict:N", title="change from ref", scale=alt.Scale(domain=kinds, range=[shapes[k] for k in kinds])),
+        fill=alt.condition(alt.datum.verdict == "changed", alt.Color(f"{by}:N"), alt.value("white")))
     bars = base.mark_rule().encode(x=x, y="lo:Q", y2="hi:Q", color=f"{by}:N")
-    return (bars + line).properties(width=170, height=150).facet(
+    return (bars + line + points).properties(width=170, height=150).facet(
         facet=alt.Facet("constraint:N", title=None), columns=columns,
     ).resolve_scale(x="independent").properties(
-        title=title or f"{metric.replace('_', ' ')} by constraint level: mean and 95% interval over seeds")
+        title=title or f"{metric.replace('_', ' ')} by constraint level: mean and 95% interval over seeds"
+                       + ("; filled = changed after the correction" if effects is not None else ""))
 
 
 def frontier_chart(results: pd.DataFrame, *, x: str, y: str, by: str = "mitigation", minimize_x: bool = True,
@@ -348,3 +367,43 @@ def forest_chart(df: pd.DataFrame, *, label: str, effect: str = "effect", lo: st
     else:
         chart = one(data, "")
     return chart.properties(title=title or "effects against ERM, paired by seed")
+
+
+def cd_chart(ranking, *, title: str | None = None) -> alt.LayerChart:
+    """A critical-difference diagram (Demšar 2006) of :func:`trustkit.stats.friedman_nemenyi`'s result.
+
+    Each method sits at its average rank (1 = best, on the left); a bar below joins methods whose
+    average ranks differ by less than the Nemenyi critical difference (they cannot be told apart),
+    and the CD itself is drawn above the axis.
+    """
+    ranks = ranking["ranks"].sort_values()
+    cd = float(ranking["cd"])
+    pts = pd.DataFrame({"method": ranks.index.astype(str), "rank": ranks.to_numpy(float)})
+    pts["row"] = 0.0
+    cliques, names = [], list(ranks.index)
+    for i in range(len(names)):  # maximal runs of consecutive methods within one CD
+        j = i
+        while j + 1 < len(names) and ranks.iloc[j + 1] - ranks.iloc[i] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in cliques):
+            cliques.append((i, j))
+    bars = pd.DataFrame([{"start": ranks.iloc[a], "end": ranks.iloc[b], "row": -(k + 1) * 0.5,
+                          "methods": ", ".join(map(str, names[a:b + 1]))} for k, (a, b) in enumerate(cliques)],
+                        columns=["start", "end", "row", "methods"])
+    top = pd.DataFrame({"start": [1.0], "end": [1.0 + cd], "row": [0.6], "label": [f"CD = {cd:.2f}"]})
+    k = int(ranking.get("methods", len(ranks)))
+    x = alt.X("rank:Q", title="average rank (1 = best)", scale=alt.Scale(domain=[1, max(k, 2)]))
+    y = alt.Y("row:Q", axis=None, scale=alt.Scale(domain=[-(len(cliques) + 1) * 0.5, 1.0]))
+    layers = [alt.Chart(pts).mark_point(filled=True, size=80).encode(x=x, y=y, tooltip=["method", alt.Tooltip("rank:Q", format=".2f")]),
+              alt.Chart(pts).mark_text(align="center", dy=-12).encode(x=x, y=y, text="method:N"),
+              alt.Chart(top).mark_rule(strokeWidth=2, color="black").encode(x=alt.X("start:Q"), x2="end:Q", y=y),
+              alt.Chart(top).mark_text(dy=-8, align="left").encode(x="start:Q", y=y, text="label:N")]
+    if len(bars):
+        layers.append(alt.Chart(bars).mark_rule(strokeWidth=5, color="gray").encode(
+            x=alt.X("start:Q"), x2="end:Q", y=y, tooltip=["methods"]))
+    p = ranking.get("p_value")
+    ptxt = "n/a" if p is None or p != p else f"{p:.3g}"
+    return alt.layer(*layers).properties(
+        width=420, height=60 + 20 * len(cliques),
+        title=title or f"average ranks over {ranking.get('blocks')} blocks (Friedman p = {ptxt}); grey bars join methods "
+                       f"closer than the critical difference")

@@ -28,11 +28,15 @@ PRESETS = {
     "full": {
         "tour": {"quick": False, "seeds": [0, 1, 2, 3, 4], "time_budget_s": 10.0,
                  "datasets": ["adult", "compas", "german", "digits", "fashion_mnist"]},
-        "tradeoffs": {"quick": False},
+        # every comparison that feeds a guideline or a claim: 8 seeds, as in the quick preset
+        "tradeoffs": {"quick": False, "seeds": list(range(8))},
         "bounds": {"quick": False, "T_grid": [8, 32, 128, 512, 2048, 4096], "seeds": [0, 1, 2, 3, 4]},
-        "adaptive": {"quick": False, "regimes": ["low", "medium", "high"], "seeds": [0, 1, 2, 3, 4], "bandit_episodes": 4},
-        "vtrust": {"quick": False, "seeds": [0, 1, 2, 3, 4], "lams": [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0],
-                   "fractions": [0.1, 0.3, 0.5, 0.7, 0.9]},
+        "adaptive": {"quick": False, "regimes": ["low", "medium", "high"], "seeds": list(range(8)), "bandit_episodes": 4,
+                     "schedulers": ["erm", "static", "periodic", "pgd_at", "fgsm_rs", "dynamic", "efficienttrust",
+                                    "causal_frozen", "causal_off", "oracle", "atats_rule", "atats_pid", "atats_bandit",
+                                    "fairbatch", "dual", "expgrad"]},
+        "vtrust": {"quick": False, "seeds": list(range(8)), "lams": [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0],
+                   "fractions": [0.1, 0.3, 0.5, 0.7, 0.9], "fraction_seeds": 0},
         "guidelines": {"quick": False},
     },
 }
@@ -181,9 +185,12 @@ def run_notebook(
 
     ``notebook`` is a path or a short name from :data:`NOTEBOOKS` (``"tour"``). Parameters the
     notebook does not declare, or of the wrong type, are refused before it runs
-    (:func:`check_notebook_parameters`). The HTML is for readers: code cells and prompts are
-    hidden unless ``show_code``, and it renders without network (:func:`offline_html`). Returns
-    the paths of the executed notebook and the HTML file under ``out_dir``.
+    (:func:`check_notebook_parameters`). The kernel runs *in* ``out_dir`` and the notebook's
+    ``out_dir`` is ``"."`` (unless given), so every path it prints is relative to the report
+    folder, never a path of the machine that ran it. The HTML is for readers: code cells and
+    prompts are hidden unless ``show_code``, and it renders without network
+    (:func:`offline_html`). Returns the paths of the executed notebook and the HTML file under
+    ``out_dir``.
     """
     import papermill as pm
 
@@ -197,9 +204,9 @@ def run_notebook(
     executed = out_dir / path.name
     params = dict(parameters or {})
     check_notebook_parameters(path, params)
-    params.setdefault("out_dir", str(out_dir.resolve()))
-    pm.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel,
-                        progress_bar=progress, cwd=str(path.parent))
+    params.setdefault("out_dir", ".")
+    pm.execute_notebook(str(path.resolve()), str(executed), parameters=params, kernel_name=kernel,
+                        progress_bar=progress, cwd=str(out_dir))
     out = {"notebook": executed}
     if html:
         out["html"] = _export_html(executed, show_code=show_code)
@@ -276,14 +283,22 @@ def _summary_tour(n: Mapping) -> str:
     return " ".join(parts)
 
 
+def _verdict_counts(counts: Mapping[str, int]) -> str:
+    order = ["changed", "significant", "recommended", "supported", "no change", "no method beat ERM", "contradicted",
+             "not significant", "inconclusive", "not tested", "did not train"]
+    items = sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return ", ".join(f"{n} {v}" for v, n in items if n)
+
+
 def _summary_tradeoffs(n: Mapping) -> str:
     text = (f"{n['done']} of {n['total']} sweep cells ran ({n['failed']} failed) on {', '.join(n['datasets'])}, "
-            f"{n['seeds']} seeds each. {n['significant']} of {n['effects']} constraint effects were significant "
-            f"(paired p < 0.05 with at least 3 seeds).")
-    top = n.get("largest_effect")
-    if top:
-        text += (f" The largest change was {top['metric']} {top['diff']:+.3f} ± {_fmt(top['std'])} under "
-                 f"{top['setting']} ({top['mitigation']}, {top['dataset']}; p = {_p(top['p_value'])}, {top['n']} seeds).")
+            f"{n['seeds']} seeds each. Of {n['effects']} constraint effects: {_verdict_counts(n['verdicts'])} "
+            f"({n['family']}).")
+    if n.get("untrained"):
+        text += f" {n['untrained']} run(s) did not train and were left out of every effect."
+    for metric, top in (n.get("largest_effects") or {}).items():
+        text += (f" Largest change of {metric}: {top['diff']:+.3f} ± {_fmt(top['std'])} under {top['setting']} "
+                 f"({top['mitigation']}, {top['dataset']}; q = {_p(top['q_value'])}, {top['n']} seeds).")
     return text
 
 
@@ -296,24 +311,26 @@ def _summary_bounds(n: Mapping) -> str:
 
 def _summary_adaptive(n: Mapping) -> str:
     text = f"On {n['dataset']}, the reference full run took {_fmt(n['reference_s'], '.2f')} s; {n['runs']} runs in all."
-    for r in n.get("regimes", []):
-        for b in r.get("best", []):
-            text += (f" [{r['regime']}] best adaptive on {b['metric']}: {b['method']} {100 * b['rel_change']:+.1f}% vs "
-                     f"{b['baseline']} (p = {_p(b['p_value'])}, {b['n']} seeds).")
+    if n.get("untrained"):
+        text += f" {n['untrained']} run(s) did not train (kept out of the tests)."
+    if n.get("family"):
+        text += f" Against the best static baseline: {_verdict_counts(n['verdicts'])} ({n['family']})."
+    for c in n.get("claims", []):
+        text += f" Claim, {c['setting']}: {c['verdict']}."
     return text
 
 
 def _summary_vtrust(n: Mapping) -> str:
-    return (f"On {n['dataset']} at a {_fmt(n['fraction'], 'g')} subset, VTruST-F's EO gap was {_fmt(n['vtrust_eo_gap'])} "
-            f"against {_fmt(n['whole_eo_gap'])} for whole data (ratio {_fmt(n['ratio'], '.2f')}) at error "
-            f"{_fmt(n['vtrust_error'])} vs {_fmt(n['whole_error'])}, over {n['seeds']} seeds; the paper's claim "
-            f"(at most half the gap, error within 0.02) was {'met' if n['claim_met'] else 'not met'}.")
+    text = (f"On {n['dataset']} at a {_fmt(n['fraction'], 'g')} subset over {n['seeds']} seeds, against whole data: "
+            f"{_verdict_counts(n['verdicts'])} ({n['family']}).")
+    if n.get("claim"):
+        text += f" VTruST's Table-1 claim ({n['claim']['lam']}): {n['claim']['verdict']}."
+    return text
 
 
 def _summary_guidelines(n: Mapping) -> str:
-    return (f"{n['rows']} guideline rows from {', '.join(n['sources']) or 'no'} results: {n['recommended']} recommend a "
-            f"method with a significant effect over ERM, {n['rows'] - n['recommended']} say no method was better than ERM; "
-            f"{n['contradicted']} published or proposed claims were contradicted by the measurements.")
+    return (f"{n['rows']} guideline rows from {', '.join(n['sources']) or 'no'} results: {_verdict_counts(n['verdicts'])}. "
+            f"Claims: {_verdict_counts(n['claim_verdicts']) or 'none measured'}.")
 
 
 _SUMMARIES = {"tour": _summary_tour, "tradeoffs": _summary_tradeoffs, "bounds": _summary_bounds,
@@ -364,7 +381,7 @@ def plan_report(names=("all",), *, preset: str = "quick", dataset: str | None = 
     >>> plan_report(["vtrust"], parameters={"seed": [0]})
     Traceback (most recent call last):
     ...
-    ValueError: no notebook in this report declares parameter 'seed' (did you mean 'seeds'?); vtrust: aug_factor, dataset, error_threshold, fraction, fractions, lam, lams, quick, robust_corruptions, robustness, seeds, static_charts, value
+    ValueError: no notebook in this report declares parameter 'seed' (did you mean 'seeds'?); vtrust: alpha, aug_factor, dataset, error_threshold, fraction, fraction_seeds, fractions, lam, lams, quick, robust_corruptions, robustness, seeds, static_charts, value
     """
     import difflib
 
@@ -412,7 +429,7 @@ def plan_report(names=("all",), *, preset: str = "quick", dataset: str | None = 
     for n in chosen:
         folder = out_dir / n
         if "reports_dir" in declared[n]:
-            params[n]["reports_dir"] = str(out_dir.resolve())
+            params[n]["reports_dir"] = ".."  # the kernel runs in out_dir/NAME: its parent holds every phase's folder
         check_notebook_parameters(notebook_dir() / NOTEBOOKS[n], params[n])
         plan.append({"name": n, "notebook": notebook_dir() / NOTEBOOKS[n], "out_dir": folder, "parameters": params[n]})
     return plan
@@ -471,8 +488,7 @@ def run_report(names=("all",), *, preset: str = "quick", dataset: str | None = N
     for entry, p in zip(results, bar):
         bar.set_postfix_str(p["name"])
         folder = p["out_dir"]
-        if folder.is_dir() and (folder / "numbers.json").is_file():
-            (folder / "numbers.json").unlink()  # numbers belong to this run only
+        _clear_page(folder, p["notebook"].name)  # a failed run must not show an earlier run's page, figures or numbers
         start = time.perf_counter()
         try:
             paths = run_notebook(p["notebook"], out_dir=folder, parameters=p["parameters"], progress=progress,
@@ -495,6 +511,21 @@ def run_report(names=("all",), *, preset: str = "quick", dataset: str | None = N
         write_index(everything(), out_dir)
         (out_dir / "report.json").write_text(json.dumps(_plain(everything(), "report"), indent=1), encoding="utf-8")
     return results
+
+
+def _clear_page(folder: Path, notebook_name: str) -> None:
+    """Remove what a notebook's earlier run left in ``folder`` for readers — its executed notebook,
+    page, figures and key numbers — so that the index never shows them beside this run's status.
+    Result stores and tables stay: a finished run is reused, never lost."""
+    import shutil
+
+    if not folder.is_dir():
+        return
+    for name in (notebook_name, Path(notebook_name).with_suffix(".html").name, "numbers.json"):
+        if (folder / name).is_file():
+            (folder / name).unlink()
+    if (folder / "figures").is_dir():
+        shutil.rmtree(folder / "figures")
 
 
 def _earlier_entries(out_dir: Path, running: set) -> list[dict]:

@@ -39,7 +39,7 @@ import pandas as pd
 __all__ = ["Panel", "tradeoff_point", "tradeoff_panel", "adaptive_point", "adaptive_panel", "vtrust_point",
            "vtrust_panel", "bounds_point", "bounds_panel", "numbers_table"]
 
-_FIELDS = ("reference", "value", "diff", "std", "p_value", "n")
+_FIELDS = ("reference", "value", "diff", "std", "p_value", "q_value", "verdict", "n")
 
 
 def _f(x, digits: int = 4) -> str:
@@ -128,8 +128,12 @@ class Panel:
         self.status.value = "<i>computing…</i>"
         try:
             numbers, chart, message = self._compute(**self.values())
-        except (ValueError, TypeError) as exc:  # a setting the function refuses: say why, keep the panel
+        except (ValueError, TypeError) as exc:  # a setting the function refuses: say why, and show no numbers
+            # (the previous setting's numbers under the new controls would be read as this setting's)
+            self.numbers, self.message = {}, str(exc)
             self.status.value = f'<span style="color:#a00">{_html.escape(str(exc))}</span>'
+            self.table.value = ""
+            self.chart.value = ""
             return {}
         self.numbers, self.message = numbers, message
         self.status.value = _html.escape(message)
@@ -156,11 +160,14 @@ def _levels(frame: pd.DataFrame, constraint: str) -> list:
 def tradeoff_point(frame: pd.DataFrame, *, constraint: str, level, metrics: Sequence[str] = ("accuracy", "eo_gap", "robust_accuracy"),
                    mitigation: str | None = None, dataset: str | None = None, model: str | None = None) -> dict:
     """What one constraint setting of a sweep costs: per metric, the reference's mean, the constrained
-    mean, their paired difference (± std over seeds), its p-value and the number of seeds.
+    mean, their paired difference (± std over seeds), its p-value, its q-value and verdict, and the
+    number of seeds.
 
     ``frame`` is a sweep's frame (:func:`trustkit.experiments.sweep_frame`). ``mitigation``,
     ``dataset`` and ``model`` narrow it to one value each; left out, the frame must hold one.
-    Values are :func:`trustkit.experiments.sweep_effects`'s, so the panel and notebook 01 agree.
+    Values are :func:`trustkit.experiments.sweep_effects`'s, computed over the whole ``frame`` as
+    one family (every setting, mitigation and metric given), so the panel and notebook 01 agree
+    on each q-value and verdict.
     """
     from .experiments import sweep_effects
 
@@ -169,6 +176,8 @@ def tradeoff_point(frame: pd.DataFrame, *, constraint: str, level, metrics: Sequ
     if missing:
         raise ValueError(f"tradeoff_point needs a sweep frame with columns {need}; missing {missing}")
     d = frame
+    metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
+    family = sweep_effects(frame, metrics=metrics)
     for col, val in (("mitigation", mitigation), ("dataset", dataset), ("model", model)):
         options = sorted(d[col].astype(str).unique())
         if val is None:
@@ -184,13 +193,14 @@ def tradeoff_point(frame: pd.DataFrame, *, constraint: str, level, metrics: Sequ
     levels = _levels(d, constraint)
     if str(level) not in levels:
         raise ValueError(f"level {level!r} of {constraint} is not in the sweep; allowed: {levels}")
-    d = d[(d["constraint"] == "none") | ((d["constraint"] == constraint) & (d["level"].astype(str) == str(level)))]
-    metrics = [m for m in metrics if m in d.columns and d[m].notna().any()]
-    e = sweep_effects(d, metrics=metrics)
+    e = family[(family["constraint"] == constraint) & (family["level"].astype(str) == str(level))]
+    for col in ("mitigation", "dataset", "model"):
+        e = e[e[col].astype(str).isin(set(d[col].astype(str)))]
     out = {}
     for _, r in e.iterrows():
         out[r["metric"]] = {"reference": float(r["reference"]), "value": float(r["value"]), "diff": float(r["diff"]),
-                            "std": float(r["std"]), "p_value": float(r["p_value"]), "n": int(r["n"])}
+                            "std": float(r["std"]), "p_value": float(r["p_value"]), "q_value": float(r["q_value"]),
+                            "verdict": str(r["verdict"]), "n": int(r["n"])}
     return out
 
 
@@ -225,16 +235,21 @@ def tradeoff_panel(frame: pd.DataFrame, *, metrics: Sequence[str] = ("accuracy",
 
     ctype.observe(on_type, names="value")
     shown = [m for m in metrics if m in base.columns and base[m].notna().any()]
+    from .experiments import sweep_effects
+
+    effects = sweep_effects(frame, metrics=shown)
+    family_words = effects["family"].iloc[0] if len(effects) else "no tests"
 
     def compute(constraint, level, mitigation):
         if str(level) not in _levels(base, constraint):  # mid-way through a type change
             raise ValueError("choosing a level")
-        numbers = tradeoff_point(base, constraint=constraint, level=level, metrics=shown, mitigation=mitigation,
+        numbers = tradeoff_point(frame, constraint=constraint, level=level, metrics=shown, mitigation=mitigation,
                                  dataset=dataset, model=model)
         sub = base[(base["constraint"].isin(["none", constraint])) & (base["mitigation"].astype(str) == mitigation)]
         chart = constraint_chart(sub, metric=shown[0]) if shown else None
         n = max((v["n"] for v in numbers.values()), default=0)
-        return numbers, chart, f"{constraint} at {level} with {mitigation}: change from the unconstrained reference, {n} seeds"
+        return numbers, chart, (f"{constraint} at {level} with {mitigation}: change from the unconstrained reference, {n} seeds; "
+                                f"q-values and verdicts from {family_words}")
 
     panel = Panel(title="What a constraint costs", controls={"constraint": ctype, "level": level, "mitigation": mitigation},
                   compute=compute, live=True)
