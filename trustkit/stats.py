@@ -477,23 +477,31 @@ def noninferiority_test(base: pd.Series, cur: pd.Series, *, margin: float, confi
 
 def seeds_needed(std: float, effect: float, *, power: float = 0.8, alpha: float = 0.05, max_seeds: int = 10_000) -> int | None:
     """Seeds (pairs) a paired t-test needs to detect a mean change of ``effect`` with probability
-    ``power`` at two-sided level ``alpha``, given the per-seed spread ``std`` of the differences
-    (statsmodels ``TTestPower``). ``None`` when ``std`` or ``effect`` is not a positive number;
+    ``power`` at two-sided level ``alpha``, given the per-seed spread ``std`` of the differences: the
+    smallest ``n >= 2`` whose :func:`paired_power` reaches ``power`` (a bisection on the exact
+    noncentral-t power, which statsmodels' ``TTestPower`` computes alike; its root finder fails
+    silently for large effects). ``None`` when ``std`` or ``effect`` is not a positive number;
     capped at ``max_seeds``.
 
     >>> seeds_needed(0.03, 0.02)
     20
+    >>> seeds_needed(0.001, 0.5)
+    2
     """
     if not (np.isfinite(std) and np.isfinite(effect)) or std <= 0 or effect == 0:
         return None
-    from statsmodels.stats.power import TTestPower
-
-    try:
-        n = TTestPower().solve_power(effect_size=abs(effect) / std, alpha=alpha, power=power, alternative="two-sided")
-    except (ValueError, RuntimeError):  # the solver's bracket failed: far beyond any affordable number
+    if paired_power(effect, std, 2, alpha=alpha) >= power:
+        return 2
+    if paired_power(effect, std, max_seeds, alpha=alpha) < power:
         return max_seeds
-    n = float(np.atleast_1d(n)[0])
-    return int(min(max_seeds, max(2, np.ceil(n))))
+    lo, hi = 2, max_seeds  # power(lo) < power <= power(hi); the power grows with n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if paired_power(effect, std, mid, alpha=alpha) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def paired_power(effect: float, std: float, n: int, *, alpha: float = 0.05) -> float:

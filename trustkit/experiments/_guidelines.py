@@ -28,7 +28,7 @@ import pandas as pd
 from ..data import TABULAR_DATASETS
 from ..stats import (adjust_pvalues, best_baseline, claim_verdict, family_text, noninferiority_test,
                      paired_effect)
-from ._evidence import add_verdicts, design_labels, margin_of, paired_tests, trained_mask
+from ._evidence import add_verdicts, design_labels, paired_tests, trained_mask
 from ._store import ResultStore
 
 __all__ = ["find_stores", "load_phase_results", "guideline_tests", "guidelines_table", "claims_check", "adaptive_claims",
