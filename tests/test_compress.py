@@ -10,7 +10,7 @@ from trustkit.budget import count_flops
 from trustkit.compress import (
     DistillationLoss, GroupDropConstraint, GroupLoss, attack_surrogate, compression_impact,
     constrained_finetune, distill, fake_quantize_weights, finetune, footprint, inference_cost, model_bytes,
-    prune_structured, prune_unstructured, quantize,
+    prune_structured, prune_unstructured, quantize, weight_bytes,
 )
 from trustkit.data import Split, from_frame
 from trustkit.metrics import adversarial_accuracy
@@ -407,3 +407,24 @@ def test_compressed_profile_measures_a_quantised_model_like_a_trained_one(traine
     assert row["impact_agreement"] > 0.9 and "acc_change[African-American]" in row
     assert len(row["exemplars"]) == row["impact_n_exemplars"] and row["bytes_after"] < row["bytes_before"]
     assert row["latency_ms@1"] > 0 and row["method"] == "quantize"
+
+
+def test_weight_bytes_count_stored_tensors_at_their_width():
+    lin = nn.Linear(10, 3)
+    assert weight_bytes(lin) == 4 * (30 + 3)
+    m = make_model("mlp", input_shape=(10,), n_classes=2, hidden=32)
+    dense = weight_bytes(m)
+    assert dense == 4 * (10 * 32 + 32 + 32 * 2 + 2)
+    q = quantize(m, scheme="int8_dynamic", backend="torch.ao")
+    # int8 weights (one byte each) and float32 biases: 354 + 4 * 34 plus the per-tensor scales
+    assert 354 + 4 * 34 <= q.after["weight_bytes"] <= 354 + 4 * 34 + 64
+    assert q.after["bytes"] > q.before["bytes"]  # the file of a small int8 model is larger: its overhead
+    assert q.saves_memory and q.weight_bytes_ratio < 0.4
+
+
+def test_saves_memory_is_derived_from_the_stored_tensors(compas_task):
+    m = make_model("mlp", input_shape=compas_task.input_shape, n_classes=2, hidden=32)
+    assert not prune_unstructured(m, sparsity=0.8).saves_memory  # zeros stored densely
+    assert prune_structured(m, sparsity=0.5, input_shape=compas_task.input_shape).saves_memory
+    assert not quantize(m, scheme="int4_simulated").saves_memory  # 4-bit levels kept in float32
+    assert quantize(m, scheme="int4_weight").saves_memory

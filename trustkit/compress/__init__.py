@@ -15,7 +15,7 @@
 Every operation returns a :class:`Compressed` and never changes the model it was given.
 """
 
-from ._core import Compressed, copy_model, footprint, model_bytes, prunable_layers
+from ._core import Compressed, copy_model, footprint, model_bytes, prunable_layers, weight_bytes
 from ._prune import SCOPES, prune_structured, prune_unstructured
 from ._finetune import (
     DistillationLoss, GroupDropConstraint, GroupLoss, constrained_finetune, distill, finetune,
@@ -26,7 +26,7 @@ from ._profile import compressed_profile
 from ._quantize import SCHEMES, fake_quantize_weights, quantize
 
 __all__ = [
-    "Compressed", "footprint", "model_bytes", "copy_model", "prunable_layers",
+    "Compressed", "footprint", "model_bytes", "weight_bytes", "copy_model", "prunable_layers",
     "prune_unstructured", "prune_structured", "SCOPES", "quantize", "SCHEMES", "fake_quantize_weights",
     "inference_cost", "compressed_profile", "CompressionImpact", "compression_impact", "attack_surrogate", "GROUPINGS",
     "finetune", "DistillationLoss", "distill", "GroupLoss", "GroupDropConstraint", "constrained_finetune",

@@ -87,7 +87,7 @@ def finetune(model, task: Task, *, steps: int | None = None, epochs: int = 1, lr
     after = footprint(trained)
     return Compressed(
         model=trained, method=c.method, settings={**c.settings, "finetune_steps": sum(e.steps for e in record.epochs)},
-        before=c.before, after=after, cost_s=c.cost_s + (time.perf_counter() - t0), saves_memory=c.saves_memory,
+        before=c.before, after=after, cost_s=c.cost_s + (time.perf_counter() - t0),
         notes=c.notes + "; fine-tuned", differentiable=True, extra={**c.extra, "finetune_time_s": record.usage["time_s"]},
     ), record
 
@@ -315,6 +315,6 @@ def constrained_finetune(dense: nn.Module, compressed, task: Task, *, max_drop: 
         model=trained, method=c.method, settings={**c.settings, "mitigation": "group_drop_constraint",
                                                   "max_drop": float(max_drop), "groups": groups},
         before=c.before, after=footprint(trained), cost_s=c.cost_s + (time.perf_counter() - t0),
-        saves_memory=c.saves_memory, notes=c.notes + f"; fine-tuned with each {groups} group's accuracy drop ≤ {max_drop:g}",
+        notes=c.notes + f"; fine-tuned with each {groups} group's accuracy drop ≤ {max_drop:g}",
         extra={**c.extra, "finetune_time_s": record.usage["time_s"]},
     ), record, constraint

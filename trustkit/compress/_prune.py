@@ -64,7 +64,7 @@ def prune_unstructured(model: nn.Module, *, sparsity: float, scope: str = "globa
     return Compressed(
         model=new, method="prune_unstructured", settings={"sparsity": sparsity, "scope": scope,
                                                           "include_head": include_head},
-        before=before, after=footprint(new), cost_s=time.perf_counter() - t0, saves_memory=False,
+        before=before, after=footprint(new), cost_s=time.perf_counter() - t0,
         notes="weights zeroed by magnitude (L1) and stored densely: same bytes and speed as the dense model",
     )
 
@@ -115,6 +115,6 @@ def prune_structured(model: nn.Module, *, sparsity: float, input_shape: tuple[in
         new.eval()
     return Compressed(
         model=new, method="prune_structured", settings={"sparsity": sparsity, "importance": importance},
-        before=before, after=footprint(new), cost_s=time.perf_counter() - t0, saves_memory=True,
+        before=before, after=footprint(new), cost_s=time.perf_counter() - t0,
         notes="whole neurons/channels removed (torch-pruning dependency graph): a smaller dense model",
     )

@@ -131,7 +131,7 @@ def quantize(model: nn.Module, *, scheme: str, calibration=None, n_calibration: 
     if not prunable_layers(new):
         raise ValueError("the model has no Linear or Conv layers to quantise")
     settings: dict = {"scheme": scheme}
-    differentiable, saves, notes = False, True, ""
+    differentiable, notes = False, ""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*deprecated.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -185,13 +185,13 @@ def quantize(model: nn.Module, *, scheme: str, calibration=None, n_calibration: 
                      "(Linear layers; Conv stays float32)")
         else:
             fake_quantize_weights(new, bits=4)
-            differentiable, saves = True, False
+            differentiable = True
             notes = "simulated 4-bit: weights rounded to 4-bit levels, kept float32 (no memory or time saved)"
     after = footprint(new)
     after["params"] = before["params"]  # quantisation changes the width of weights, not their number
     after["nonzero_params"] = min(after["nonzero_params"], before["params"]) if differentiable else before["nonzero_params"]
     return Compressed(model=new.eval(), method="quantize", settings=settings, before=before, after=after,
-                      cost_s=time.perf_counter() - t0, saves_memory=saves, notes=notes, differentiable=differentiable)
+                      cost_s=time.perf_counter() - t0, notes=notes, differentiable=differentiable)
 
 
 def _input_shape(model: nn.Module):
