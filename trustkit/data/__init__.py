@@ -43,7 +43,10 @@ from ._tabular import (
     load_compas,
     load_german,
 )
-from ._task import Split, Task, from_csv, from_frame, make_tabular_task, stratified_split
+from ._csv import from_csv
+from ._frame import from_frame, make_tabular_task
+from ._split import stratified_split
+from ._task import Split, Task
 
 __all__ = [
     "Task", "Split", "make_tabular_task", "from_frame", "from_csv", "stratified_split",

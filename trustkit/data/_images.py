@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_fraction, check_int, check_positive
-from ._task import Split, Task, stratified_split
+from ._split import stratified_split
+from ._task import Split, Task
 
 __all__ = [
     "load_digits", "load_fashion_mnist", "load_mnist", "load_cifar10", "resize_images",

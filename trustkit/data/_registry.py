@@ -16,7 +16,8 @@ from ._images import (
     load_mnist,
 )
 from ._tabular import adult_frame, compas_frame, data_file, german_frame, load_adult, load_compas, load_german
-from ._task import Task, from_csv
+from ._csv import from_csv
+from ._task import Task
 
 __all__ = [
     "DATASETS", "TABULAR_DATASETS", "IMAGE_DATASETS", "load_task", "dataset_overview", "dataset_availability",

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .._validation import check_choice
-from ._task import Task, make_tabular_task
+from ._frame import make_tabular_task
+from ._task import Task
 
 __all__ = [
     "data_file",
