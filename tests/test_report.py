@@ -186,17 +186,17 @@ def test_the_report_of_the_measuring_phases_feeds_the_guidelines(tmp_path):
                                                             ("guidelines", "ok")], [r["error"] for r in results]
     # the sweep
     _, text = _executed_outputs({"notebook": tmp_path / "tradeoffs" / "01_tradeoffs.ipynb"})
-    assert "24 / 24 cells done, 0 failed" in text and "— eo_gap" in text and "panel, first setting:" in text
+    assert "32 / 32 cells done, 0 failed" in text and "— eo_gap" in text and "panel, first setting:" in text
     assert "Benjamini–Hochberg over" in text and "Not tested for the EO gap" in text  # 2 seeds: nothing concluded
     res = pd.read_csv(tmp_path / "tradeoffs" / "sweep_quick.csv")
-    assert len(res) == 24 and res["eo_gap"].notna().all() and res["robust_accuracy"].notna().all()
+    assert len(res) == 32 and res["eo_gap"].notna().all() and res["robust_accuracy"].notna().all()
     eff = pd.read_csv(tmp_path / "tradeoffs" / "sweep_quick_effects.csv")
     assert set(eff["constraint"]) == {"epochs", "prune_structured", "quantize"} and (eff["verdict"] == "not tested").all()
-    for fig in ("eo_gap_by_level", "eo_gap_vs_time", "robust_vs_time", "accuracy_vs_bytes", "eo_gap_interaction"):
+    for fig in ("eo_gap_by_level", "eo_gap_vs_time", "robust_vs_time", "accuracy_vs_weight_bytes", "eo_gap_interaction"):
         for ext in ("png", "svg"):
             assert (tmp_path / "tradeoffs" / "figures" / f"sweep_quick_{fig}.{ext}").is_file()
     numbers = json.loads((tmp_path / "tradeoffs" / "numbers.json").read_text())
-    assert (numbers["done"], numbers["total"], numbers["failed"], numbers["effects"]) == (24, 24, 0, len(eff))
+    assert (numbers["done"], numbers["total"], numbers["failed"], numbers["effects"]) == (32, 32, 0, len(eff))
     # adaptive training
     _, text = _executed_outputs({"notebook": tmp_path / "adaptive" / "03_adaptive_training.ipynb"})
     assert "reference full run on compas" in text and "compas, regime medium:" in text and "Holm over" in text

@@ -60,6 +60,24 @@ def test_exclude_drops_cells_and_a_grid_of_nothing_is_refused():
     ({"training": {"epoch": 3}}, "unknown training setting"),
     ({"models": [{"family": "cnn"}]}, "does not fit the tabular dataset"),
     ({"mitigations": ["expgrad"]}, "cannot take constraint"),
+    ({"seeds": [0, 0, 1]}, "'seeds' lists 0 twice"),
+    ({"datasets": ["compas", "compas"]}, "'datasets' lists 'compas' twice"),
+    ({"mitigations": ["erm", "erm"]}, "'mitigations' lists 'erm' twice"),
+    ({"models": [{"family": "mlp", "hidden": 8}, {"family": "mlp", "hidden": 8}]}, "'models' lists"),
+    ({"constraints": {"time": [0.5, 0.5]}}, r"'constraints.time' lists 0.5 twice"),
+    ({"training": {"epochs": 0}}, r"training.epochs: must be >= 1; got 0"),
+    ({"training": {"epochs": 2.5}}, r"training.epochs: must be an integer"),
+    ({"training": {"lr": -0.01}}, r"training.lr: must be > 0"),
+    ({"training": {"lr": "fast"}}, r"training.lr: must be a finite number"),
+    ({"training": {"batch_size": 0}}, r"training.batch_size: must be >= 1"),
+    ({"training": {"fair_lambdas": [1.0, -1.0]}}, r"training.fair_lambdas: must be >= 0"),
+    ({"training": {"fair_lambdas": [1.0, 1.0]}}, r"'training.fair_lambdas' lists 1.0 twice"),
+    ({"training": {"pgd_eps": -0.1}}, r"training.pgd_eps: must be > 0"),
+    ({"evaluation": {"eps": 0}}, r"evaluation.eps: must be > 0"),
+    ({"evaluation": {"pgd_steps": 0}}, r"evaluation.pgd_steps: must be >= 1"),
+    ({"evaluation": {"latency": "yes"}}, r"evaluation.latency: must be true or false"),
+    ({"datasets": [{"csv": "no/such/file.csv", "label": "y", "sensitive": "g"}]}, "does not exist"),
+    ({"datasets": [{"csv": "x.csv", "label": "y"}]}, "needs 'sensitive'"),
 ])
 def test_bad_grids_are_refused_before_anything_runs(change, match):
     with pytest.raises(ValueError, match=match):
@@ -68,14 +86,15 @@ def test_bad_grids_are_refused_before_anything_runs(change, match):
 
 def test_a_fairness_mitigation_on_a_task_without_groups_is_refused():
     g = {"datasets": ["digits"], "models": [{"family": "cnn", "width": 4}], "mitigations": ["fair_penalty"], "seeds": [0]}
-    with pytest.raises(ValueError, match="needs a sensitive attribute"):
-        expand_grid(g)
+    for mit in ("fair_penalty", "threshold", "atats_pid", "efficienttrust"):
+        with pytest.raises(ValueError, match=f"mitigation '{mit}' needs a sensitive attribute"):
+            expand_grid({**g, "mitigations": [mit]})
     assert len(expand_grid({**g, "mitigations": ["erm", "pgd_at"]})) == 2
 
 
 def test_grid_files_load_and_broken_ones_say_so(tmp_path):
-    assert len(expand_grid(ROOT / "grids" / "quick.yaml")) == 96  # 4 settings x 3 mitigations x 8 seeds
-    assert len(expand_grid(ROOT / "grids" / "medium.yaml")) == 864
+    assert len(expand_grid(ROOT / "grids" / "quick.yaml")) == 128  # 4 settings x 4 mitigations x 8 seeds
+    assert len(expand_grid(ROOT / "grids" / "medium.yaml")) == 1440  # 864 of ERM and two training mitigations, 288 threshold cells, 288 scheduler cells on COMPAS
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [compas\n")
     with pytest.raises(ValueError, match="not valid YAML"):
@@ -277,3 +296,53 @@ def test_a_gap_closed_by_collapsing_to_one_class_is_named_as_such():
     assert "leaned towards one class" not in sweep_findings(sweep_effects(df, metrics=metrics), metric="eo_gap")[0]
     plain = sweep_findings(sweep_effects(_planted_effects_frame(), metrics=["eo_gap"]), metric="eo_gap")
     assert "one class" not in plain[0]
+
+
+# -- the store belongs to its grid -------------------------------------------------------------
+SMALL = {**TINY, "constraints": {"epochs": [0.5]}}
+
+
+def test_a_store_of_another_grid_is_refused_unless_extended_and_status_counts_the_grids_cells(tmp_path):
+    store = tmp_path / "s"
+    run_sweep(SMALL, store=store, progress=False)
+    assert sweep_status(store)["done"] == sweep_status(store)["total"] == 2
+    ResultStore(store).put({"something": "else"}, {"x": 1})  # a record of no grid in the folder
+    st = sweep_status(store)
+    assert (st["done"], st["total"], st["remaining"]) == (2, 2, 0)
+    other = {**SMALL, "seeds": [1]}
+    with pytest.raises(ValueError, match="holds the records of another grid.*extend=True"):
+        run_sweep(other, store=store, progress=False)
+    df = run_sweep(other, store=store, progress=False, extend=True)
+    assert set(df["seed"]) == {1} and len(df) == 2  # the frame holds this grid's cells only
+    st = sweep_status(store)
+    assert (st["done"], st["total"]) == (4, 4)
+    run_sweep(SMALL, store=store, progress=False)  # a grid the store already holds runs without extend
+
+
+def _write_csv(path, rng, n=600, shift=0.0):
+    import pandas as pd
+
+    g = rng.integers(0, 2, n)
+    x1 = rng.normal(size=n) + 0.8 * g
+    x2 = rng.normal(size=n)
+    y = (x1 + 0.5 * x2 + shift + rng.normal(scale=0.7, size=n) > 0.4).astype(int)
+    pd.DataFrame({"x1": x1, "x2": x2, "group": np.where(g == 1, "b", "a"), "outcome": np.where(y == 1, "yes", "no")}
+                 ).to_csv(path, index=False)
+
+
+def test_a_grid_runs_on_a_csv_table_and_a_changed_file_gets_cells_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    _write_csv(tmp_path / "mine.csv", rng)
+    grid = {**SMALL, "datasets": [{"csv": "mine.csv", "label": "outcome", "sensitive": "group", "positive_label": "yes"}],
+            "mitigations": ["erm", "threshold"], "training": {**SMALL["training"], "epochs": 20, "lr": 0.02, "batch_size": 64}}
+    df = run_sweep(grid, store="s", progress=False)
+    assert set(df["dataset"]) == {"mine"} and len(df) == 4 and df["trained"].all()
+    sha = df["dataset_spec"].iloc[0]["sha256"]
+    assert len(sha) == 64 and (df["accuracy"] > 0.6).all() and df["eo_gap"].notna().all()
+    _write_csv(tmp_path / "mine.csv", np.random.default_rng(1), shift=0.5)  # the file changes
+    df2 = run_sweep(grid, store="s", progress=False, extend=True)
+    assert len(df2) == 4 and df2["dataset_spec"].iloc[0]["sha256"] != sha  # new cells, the old records not mixed in
+    assert len(ResultStore("s")) == 8
+    with pytest.raises(ValueError, match="built-in dataset"):
+        expand_grid({**grid, "datasets": [{"csv": "mine.csv", "label": "outcome", "sensitive": "group", "name": "adult"}]})

@@ -198,7 +198,7 @@ def _cmd_sweep(args) -> int:
     executor = "dask" if args.scheduler_address else ("processes" if (args.workers or 1) > 1 else "sequential")
     store = args.store or f"sweeps/{__import__('pathlib').Path(args.grid).stem}"
     df = run_sweep(args.grid, store=store, executor=executor, workers=args.workers,
-                   scheduler_address=args.scheduler_address, threads=args.threads)
+                   scheduler_address=args.scheduler_address, threads=args.threads, extend=args.extend)
     from .experiments import sweep_status as _st
 
     st = _st(store)
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--threads", type=int, default=None,
                    help="torch threads per worker (default: the cores divided by the workers)")
     w.add_argument("--status", default=None, metavar="DIR", help="print done / total / failed of the sweep in DIR")
+    w.add_argument("--extend", action="store_true",
+                   help="add this grid's cells to a store written by another grid (refused otherwise)")
     w.set_defaults(fn=_cmd_sweep)
     return p
 

@@ -204,7 +204,7 @@ def write_planted_reports(root: str | Path, *, sweep: tuple[pd.DataFrame, dict] 
 
         cfg_cols = list(expand_grid(grid)[0].keys())
         for store in put(frame, cfg_cols):
-            _save_grid(store.path, grid, len(expand_grid(grid)))
+            _save_grid(store.path, grid, expand_grid(grid))
     if adaptive is not None:
         list(put(adaptive, ["job", "dataset", "regime", "method", "seed", "quick", "ref_time_s", "ref_val_accuracy",
                             "ref_val_robust_accuracy", "loader"]))

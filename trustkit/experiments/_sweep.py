@@ -31,42 +31,30 @@ import pandas as pd
 
 from .._validation import _suggest
 from ._store import ResultStore, run_grid, run_key
+from .constraints import CONSTRAINTS, Plan, get_constraint
+from .mitigations import MITIGATIONS, get_mitigation
 
 __all__ = ["CONSTRAINTS", "MITIGATIONS", "GRID_KEYS", "DESIGN_COLUMNS", "grid_file", "load_grid", "expand_grid", "sweep_cell", "run_sweep",
            "sweep_status", "sweep_frame", "sweep_effects", "sweep_findings", "describe_setting"]
 
-#: constraint type → what its levels mean
-CONSTRAINTS = {
-    "none": "the unconstrained reference (level 1.0; added to every grid)",
-    "time": "training time as a fraction of the reference cell's measured training time (Budget.time_s)",
-    "epochs": "training epochs as a fraction of the grid's epochs",
-    "memory": "training memory (weights, gradients, optimiser state, activations) as a fraction of the "
-              "reference model's estimate; the widest model that fits at a batch of 32 is trained, with the "
-              "grid's batch size halved until it fits",
-    "params": "parameters as a fraction of the reference model's; the widest model that fits is trained",
-    "prune_unstructured": "share of weights zeroed by global magnitude pruning after training (then a fine-tune)",
-    "prune_structured": "share of neurons/channels removed after training (a smaller dense model; then a fine-tune)",
-    "quantize": "post-training quantisation: 'int8' or 'int4' (4-bit weights)",
-    "distill": "a student of this fraction of the model's width, distilled from the trained model",
-}
-#: mitigation → what it trains
-MITIGATIONS = {
-    "erm": "cross-entropy only",
-    "fair_penalty": "cross-entropy + λ·soft DP gap, λ chosen on validation in the reference cell",
-    "expgrad": "fairlearn ExponentiatedGradient (logistic regression); only 'none' and 'time' apply to it",
-    "pgd_at": "cross-entropy + PGD adversarial loss (PGD-3, ε from the grid's training settings)",
-    "adaptive": "cross-entropy + soft DP gap weighted by Lagrangian dual ascent (cooper multiplier)",
-}
-FAIR_MITIGATIONS = ("fair_penalty", "expgrad", "adaptive")
 GRID_KEYS = ("name", "datasets", "models", "constraints", "mitigations", "seeds", "training", "evaluation", "exclude")
 TRAINING_DEFAULTS = {"epochs": 10, "lr": 3e-3, "batch_size": 256, "finetune_steps": 50,
                      "fair_lambdas": [0.3, 1.0, 3.0], "pgd_eps": 0.1}
 EVALUATION_DEFAULTS = {"eps": 0.1, "pgd_steps": 10, "max_attack": 1000, "latency": True}
+#: what each training / evaluation setting allows: (kind, lowest allowed, whether the lowest is excluded)
+_SETTING_RULES = {
+    "training.epochs": ("int", 1, False), "training.lr": ("float", 0.0, True), "training.batch_size": ("int", 1, False),
+    "training.finetune_steps": ("int", 1, False), "training.fair_lambdas": ("floats", 0.0, False),
+    "training.pgd_eps": ("float", 0.0, True), "evaluation.eps": ("float", 0.0, True),
+    "evaluation.pgd_steps": ("int", 1, False), "evaluation.max_attack": ("int", 1, False),
+    "evaluation.latency": ("bool", None, False),
+}
 #: the cell settings that make two sweep runs comparable: runs that differ in one are never paired or pooled
 DESIGN_COLUMNS = [f"train_{k}" for k in TRAINING_DEFAULTS] + [f"eval_{k}" for k in EVALUATION_DEFAULTS]
 _FAMILY_KINDS = {"mlp": "tabular", "cnn": "image"}
 _WIDTH_KNOB = {"mlp": "hidden", "cnn": "width"}
 _DEFAULT_WIDTH = {"mlp": 64, "cnn": 16}
+_CSV_KEYS = ("csv", "label", "sensitive", "positive_label", "name")
 
 
 def load_grid(grid) -> dict:
@@ -110,35 +98,93 @@ def _model_label(m: Mapping) -> str:
     return m["family"] + (f"[{rest}]" if rest else "")
 
 
-def _check_level(ctype: str, level) -> Any:
-    where = f"constraints.{ctype}"
-    if ctype == "quantize":
-        if level not in ("int8", "int4"):
-            raise ValueError(f"{where}: unknown level {level!r}; allowed: ['int4', 'int8']")
-        return level
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
-        raise ValueError(f"{where}: levels must be numbers; got {level!r}")
-    level = float(level)
-    if ctype.startswith("prune"):
-        if not 0.0 <= level < 1.0:
-            raise ValueError(f"{where}: a sparsity level must be in [0, 1); got {level!r}")
-    elif ctype == "none":
-        if level != 1.0:
-            raise ValueError(f"{where}: the reference has the single level 1.0; got {level!r}")
-    elif not 0.0 < level <= 1.0:
-        raise ValueError(f"{where}: a level is a fraction of the reference in (0, 1]; got {level!r}")
-    return level
+def _no_duplicates(key: str, values: list) -> None:
+    seen = []
+    for v in values:
+        if v in seen:
+            raise ValueError(f"grid {key!r} lists {v!r} twice; each value may appear once (a repeated seed or dataset "
+                             f"would run the same cells twice and count them as more evidence)")
+        seen.append(v)
+
+
+def _check_setting(where: str, value):
+    kind, low, strict = _SETTING_RULES[where]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: must be true or false; got {value!r}")
+        return value
+    if kind == "floats":
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{where}: must be a non-empty list of numbers >= 0; got {value!r}")
+        _no_duplicates(where, value)
+        return [_check_setting_number(where, v, "float", low, strict) for v in value]
+    return _check_setting_number(where, value, kind, low, strict)
+
+
+def _check_setting_number(where, value, kind, low, strict):
+    ok_type = (isinstance(value, int) if kind == "int" else isinstance(value, (int, float))) and not isinstance(value, bool)
+    if not ok_type or (kind == "float" and not math.isfinite(value)):
+        raise ValueError(f"{where}: must be {'an integer' if kind == 'int' else 'a finite number'}; got {value!r}")
+    if value < low or (strict and value == low):
+        raise ValueError(f"{where}: must be {'>' if strict else '>='} {low:g}; got {value!r}")
+    return value
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _dataset_entry(d) -> tuple[str, dict | None, str]:
+    """(name, CSV spec or None, kind) of one entry of a grid's ``datasets``."""
+    from ..data import DATASETS, IMAGE_DATASETS
+
+    if isinstance(d, Mapping):
+        bad = [k for k in d if k not in _CSV_KEYS]
+        if bad or "csv" not in d:
+            raise ValueError(f"datasets: a table of your own is {{csv: path, label: column, sensitive: column, "
+                             f"positive_label: value (optional), name: a name (optional)}}; got keys {sorted(d)}")
+        for k in ("csv", "label", "sensitive"):
+            if not isinstance(d.get(k), str) or not d.get(k):
+                raise ValueError(f"datasets: {{csv: ...}} needs {k!r} as a non-empty string; got {d.get(k)!r}")
+        path = Path(d["csv"])
+        if not path.is_file():
+            raise ValueError(f"datasets: csv file {d['csv']!r} does not exist (relative paths are read from the folder "
+                             f"trustkit runs in)")
+        name = str(d.get("name") or path.stem)
+        if name in DATASETS:
+            raise ValueError(f"datasets: the csv table's name {name!r} is a built-in dataset's; give it another with name:")
+        spec = {"csv": str(d["csv"]), "label": d["label"], "sensitive": d["sensitive"],
+                "positive_label": d.get("positive_label"), "sha256": _file_sha256(path)}
+        return name, spec, "tabular"
+    if d not in DATASETS or d == "csv":
+        allowed = [x for x in DATASETS if x != "csv"]
+        raise ValueError(f"unknown dataset {d!r} in datasets; allowed: {allowed} or {{csv: path, label: ..., "
+                         f"sensitive: ...}}.{_suggest(str(d), allowed)}")
+    return d, None, "image" if d in IMAGE_DATASETS else "tabular"
 
 
 def expand_grid(grid) -> list[dict]:
-    """Check a grid and expand it into cells (one dict per run), reference cells first.
+    """Check a grid whole and expand it into cells (one dict per run), reference cells first.
 
-    Refused with a ``ValueError`` naming the problem: an unknown key, dataset, model family,
-    constraint type, level or mitigation; a model family that does not fit the data (an MLP on
-    images, a CNN on tables); a fairness mitigation on a dataset without a sensitive attribute;
-    ExponentiatedGradient with a constraint other than ``none`` / ``time`` (it trains logistic
-    regressions, which cannot be pruned, quantised or distilled; leave the pair out with
+    Refused with a ``ValueError`` naming the key, the value and what is allowed, before anything
+    runs: an unknown key, dataset, model family, constraint type, level or mitigation (constraints
+    and mitigations are the registered ones, :mod:`trustkit.experiments.constraints` and
+    :mod:`trustkit.experiments.mitigations`); a value listed twice in any list; a training or
+    evaluation setting of the wrong type or out of range; a model family that does not fit the data
+    (an MLP on images, a CNN on tables); a mitigation that needs a sensitive attribute on a dataset
+    without one; a mitigation with a constraint it cannot take (ExponentiatedGradient's ensemble
+    of logistic regressions cannot be pruned, quantised or distilled; leave the pair out with
     ``exclude``); a grid that expands to no cells.
+
+    A dataset is a built-in name or your own table, ``{csv: path, label: ..., sensitive: ...,
+    positive_label: ...}``; its cells carry the file's SHA-256, so records of a changed file are
+    never mixed with the old ones.
 
     Examples
     --------
@@ -146,9 +192,11 @@ def expand_grid(grid) -> list[dict]:
     ...                      "constraints": {"prune_structured": [0.5, 0.9]}, "mitigations": ["erm"], "seeds": [0, 1]})
     >>> len(cells), [(c["constraint"], c["level"]) for c in cells if c["seed"] == 0]
     (6, [('none', 1.0), ('prune_structured', 0.5), ('prune_structured', 0.9)])
+    >>> expand_grid({"datasets": ["compas"], "models": ["mlp"], "mitigations": ["erm"], "seeds": [0, 0, 1]})
+    Traceback (most recent call last):
+    ...
+    ValueError: grid 'seeds' lists 0 twice; each value may appear once (a repeated seed or dataset would run the same cells twice and count them as more evidence)
     """
-    from ..data import DATASETS, IMAGE_DATASETS
-
     g = load_grid(grid)
     unknown = [k for k in g if k not in GRID_KEYS]
     if unknown:
@@ -158,11 +206,9 @@ def expand_grid(grid) -> list[dict]:
             raise ValueError(f"the grid needs {key!r} (a list); keys: {list(GRID_KEYS)}")
         if not isinstance(g[key], list):
             raise ValueError(f"grid {key!r} must be a list; got {type(g[key]).__name__}")
-    datasets = g["datasets"]
-    for d in datasets:
-        if d not in DATASETS or d == "csv":
-            allowed = [x for x in DATASETS if x != "csv"]
-            raise ValueError(f"unknown dataset {d!r} in datasets; allowed: {allowed}.{_suggest(str(d), allowed)}")
+        _no_duplicates(key, g[key])
+    datasets = [_dataset_entry(d) for d in g["datasets"]]
+    _no_duplicates("datasets (names)", [name for name, _, _ in datasets])
     models = []
     for m in g["models"]:
         m = {"family": m} if isinstance(m, str) else dict(m)
@@ -178,58 +224,63 @@ def expand_grid(grid) -> list[dict]:
         except TypeError as e:
             raise ValueError(f"model {m}: {e}") from None
         models.append(m)
+    _no_duplicates("models", [_model_label(m) for m in models])
     constraints = g.get("constraints") or {}
     if not isinstance(constraints, Mapping):
         raise ValueError("grid 'constraints' must map a constraint type to a list of levels, e.g. {time: [0.5, 0.1]}")
     levels: list[tuple[str, Any]] = [("none", 1.0)]
     for ctype, lv in constraints.items():
-        if ctype not in CONSTRAINTS:
-            raise ValueError(f"unknown constraint type {ctype!r}; allowed: {sorted(CONSTRAINTS)}.{_suggest(str(ctype), CONSTRAINTS)}")
+        con = get_constraint(ctype)
         if not isinstance(lv, list) or not lv:
             raise ValueError(f"constraints.{ctype} must be a non-empty list of levels; got {lv!r}")
+        _no_duplicates(f"constraints.{ctype}", lv)
         for level in lv:
-            pair = (ctype, _check_level(ctype, level))
+            pair = (ctype, con.check_level(level, where=f"constraints.{ctype}"))
             if pair not in levels:
                 levels.append(pair)
     mitigations = g["mitigations"]
     for mit in mitigations:
-        if mit not in MITIGATIONS:
-            raise ValueError(f"unknown mitigation {mit!r}; allowed: {sorted(MITIGATIONS)}.{_suggest(str(mit), MITIGATIONS)}")
+        get_mitigation(mit)
     seeds = g["seeds"]
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise ValueError(f"seeds must be integers >= 0; got {s!r}")
-    training = {**TRAINING_DEFAULTS, **dict(g.get("training") or {})}
-    evaluation = {**EVALUATION_DEFAULTS, **dict(g.get("evaluation") or {})}
-    for name, given, allowed in (("training", g.get("training") or {}, TRAINING_DEFAULTS),
-                                 ("evaluation", g.get("evaluation") or {}, EVALUATION_DEFAULTS)):
-        bad = [k for k in given if k not in allowed]
+    sections = {}
+    for name, defaults in (("training", TRAINING_DEFAULTS), ("evaluation", EVALUATION_DEFAULTS)):
+        given = g.get(name) or {}
+        if not isinstance(given, Mapping):
+            raise ValueError(f"grid {name!r} must map settings to values, e.g. {{{next(iter(defaults))}: ...}}")
+        bad = [k for k in given if k not in defaults]
         if bad:
-            raise ValueError(f"unknown {name} setting(s) {bad}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown {name} setting(s) {bad}; allowed: {sorted(defaults)}.{_suggest(str(bad[0]), defaults)}")
+        sections[name] = {k: _check_setting(f"{name}.{k}", v) for k, v in {**defaults, **dict(given)}.items()}
+    training, evaluation = sections["training"], sections["evaluation"]
     exclude = list(g.get("exclude") or [])
     for e in exclude:
         if not isinstance(e, Mapping) or not e or any(k not in ("dataset", "model", "constraint", "level", "mitigation", "seed") for k in e):
             raise ValueError(f"each exclude entry maps some of dataset/model/constraint/level/mitigation/seed to a value; got {e!r}")
+    _no_duplicates("exclude", exclude)
 
     cells = []
-    for d, m, (ctype, level), mit, seed in itertools.product(datasets, models, levels, mitigations, seeds):
+    for (d, spec, kind), m, (ctype, level), mit, seed in itertools.product(datasets, models, levels, mitigations, seeds):
         cell = {"dataset": d, "model": _model_label(m), "family": m["family"],
                 "model_kwargs": {k: v for k, v in m.items() if k != "family"},
                 "constraint": ctype, "level": level, "mitigation": mit, "seed": seed,
                 **{f"train_{k}": v for k, v in training.items()}, **{f"eval_{k}": v for k, v in evaluation.items()}}
+        if spec is not None:
+            cell["dataset_spec"] = spec
         if any(all(cell.get(k) == v for k, v in e.items()) for e in exclude):
             continue
-        kind = "image" if d in IMAGE_DATASETS else "tabular"
         if _FAMILY_KINDS[m["family"]] != kind:
             raise ValueError(f"model family {m['family']!r} does not fit the {kind} dataset {d!r}: use "
                              f"{'cnn' if kind == 'image' else 'mlp'} (or exclude the pair)")
-        if mit in FAIR_MITIGATIONS and kind == "image":
+        miti = get_mitigation(mit)
+        if miti.needs_sensitive and kind == "image":
             raise ValueError(f"mitigation {mit!r} needs a sensitive attribute; dataset {d!r} has none "
                              f"(exclude {{dataset: {d}, mitigation: {mit}}})")
-        if mit == "expgrad" and ctype not in ("none", "time"):
-            raise ValueError(f"mitigation 'expgrad' (fairlearn ExponentiatedGradient, an ensemble of logistic "
-                             f"regressions) cannot take constraint {ctype!r}: only 'none' and 'time' apply to it; add "
-                             f"{{mitigation: expgrad, constraint: {ctype}}} to exclude")
+        if miti.constraints is not None and ctype not in miti.constraints:
+            raise ValueError(f"mitigation {mit!r} ({miti.description}) cannot take constraint {ctype!r}: allowed "
+                             f"{list(miti.constraints)}; add {{mitigation: {mit}, constraint: {ctype}}} to exclude")
         cells.append(cell)
     if not cells:
         raise ValueError("the grid expands to zero cells: check datasets, models, mitigations, seeds and exclude")
@@ -244,29 +295,26 @@ def reference_of(cell: Mapping) -> dict:
 
 # -- one cell ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
-def _task(dataset: str, seed: int):
-    from ..data import load_task
+def _task(dataset: str, seed: int, spec: str | None = None):
+    from ..data import from_csv, load_task
 
+    if spec is not None:
+        s = json.loads(spec)
+        path = Path(s["csv"])
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset {dataset!r}: csv file {s['csv']!r} is gone")
+        if _file_sha256(path) != s["sha256"]:
+            raise ValueError(f"dataset {dataset!r}: csv file {s['csv']!r} changed since the grid was expanded "
+                             "(its SHA-256 differs); run the grid again to give it cells of its own")
+        return from_csv(path, label=s["label"], sensitive=s["sensitive"], positive_label=s["positive_label"],
+                        name=dataset, seed=seed)
     kwargs = {"max_train": 20000} if dataset == "fashion_mnist" else {}
     return load_task(dataset, seed=seed, **kwargs)
 
 
-def _terms(cell: Mapping, task, lam: float | None):
-    from ..train import AdversarialLoss, CrossEntropy, DualAscent, FairnessPenalty
-
-    mit = cell["mitigation"]
-    terms, weights, callbacks = [CrossEntropy()], {"ce": 1.0}, []
-    if mit == "fair_penalty":
-        terms.append(FairnessPenalty(surrogate="dp"))
-        weights["fair"] = float(lam if lam is not None else 1.0)
-    elif mit == "adaptive":
-        terms.append(FairnessPenalty(surrogate="dp"))
-        weights["fair"] = 0.0
-        callbacks.append(DualAscent(epsilon=0.02, dual_lr=0.05))
-    elif mit == "pgd_at":
-        terms.append(AdversarialLoss.for_task(task, eps=float(cell["train_pgd_eps"]), steps=3, seed=int(cell["seed"])))
-        weights["rob"] = 1.0
-    return terms, weights, callbacks
+def _cell_task(cell: Mapping):
+    spec = cell.get("dataset_spec")
+    return _task(cell["dataset"], int(cell["seed"]), None if spec is None else json.dumps(spec, sort_keys=True))
 
 
 def _scaled(family: str, kwargs: Mapping, fraction: float) -> dict:
@@ -305,14 +353,13 @@ def _memory_fit(family: str, kwargs: Mapping, task, cap_mb: float, batch_size: i
     return kw, b
 
 
-def _train(cell, task, model_kwargs, *, epochs, budget=None, lam=None, batch_size=None):
+def _train(cell, task, plan: Plan, mitigation, choice):
     from ..train import Trainer
 
-    terms, weights, callbacks = _terms(cell, task, lam)
-    trainer = Trainer(model=cell["family"], model_kwargs=model_kwargs, terms=terms, weights=weights,
-                      callbacks=callbacks, epochs=epochs, lr=float(cell["train_lr"]),
-                      batch_size=int(batch_size or cell["train_batch_size"]), budget=budget, seed=int(cell["seed"]),
-                      progress=False)
+    terms, weights, callbacks = mitigation.setup(cell, task, choice)
+    trainer = Trainer(model=cell["family"], model_kwargs=plan.model_kwargs, terms=terms, weights=weights,
+                      callbacks=callbacks, epochs=plan.epochs, lr=plan.lr, batch_size=plan.batch_size,
+                      budget=plan.budget, seed=int(cell["seed"]), progress=False, **mitigation.trainer_kwargs(cell))
     record = trainer.fit(task)
     return trainer.model_.eval(), record, terms
 
@@ -327,97 +374,58 @@ def _val_score(record) -> float:
 def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
     """Run one cell of a sweep and return its record (config values are not repeated).
 
-    ``derived`` maps the reference's run key to what the reference measured (``ref_time_s``,
-    ``fair_lambda``); :func:`run_sweep` fills it in after the reference cells ran.
+    A short pipeline over the registered classes: the task; the constraint's changes to the plan
+    (budget, epochs, width, batch size); training with the mitigation's terms and schedulers (in a
+    reference cell, each of the mitigation's candidates, the best on validation kept); the
+    constraint's step on the trained model (prune, quantise, distil); the test profile; the
+    mitigation's post-processing. ``derived`` maps the reference's run key to what the reference
+    measured (``ref_time_s``, ``choice``); :func:`run_sweep` fills it in after the reference cells ran.
     """
     import torch
 
-    from ..budget import Budget, count_params, training_memory_mb
-    from ..compress import compressed_profile, distill, finetune, prune_structured, prune_unstructured, quantize
-    from ..compress._finetune import _as_compressed
-    from ..models import capped_kwargs, make_model
+    from ..compress import compressed_profile
 
     t_cell = time.perf_counter()
-    task = _task(cell["dataset"], int(cell["seed"]))
-    family, kwargs = cell["family"], dict(cell["model_kwargs"])
-    ctype, level, mit = cell["constraint"], cell["level"], cell["mitigation"]
-    epochs = int(cell["train_epochs"])
+    task = _cell_task(cell)
+    constraint, mitigation = get_constraint(cell["constraint"]), get_mitigation(cell["mitigation"])
+    level = cell["level"]
     ref = dict((derived or {}).get(run_key(reference_of(cell)), {}))
+    for key in constraint.needs:
+        _need(ref, key, cell)
     out: dict[str, Any] = {"threads": torch.get_num_threads()}
 
-    if mit == "expgrad":
-        from ._adaptive import expgrad_under_budget
+    whole = mitigation.run_cell(cell, task=task, ref=ref)
+    if whole is not None:
+        return {**out, **whole}
 
-        time_s = None
-        if ctype == "time":
-            time_s = float(level) * _need(ref, "ref_time_s", cell)
-        row = expgrad_under_budget(task, time_s=time_s, seed=int(cell["seed"]))
-        out.update({k: row[k] for k in ("accuracy", "dp_gap", "eo_gap", "eo_gap_mean")})
-        out.update({"train_time_s": row["time_s"], "epochs_done": row["epochs"], "trained": row["epochs"] > 0,
-                    "stopped_by": row["stopped_by"],
-                    "val_score": row["val_score"], "message": row["message"], "cell_s": time.perf_counter() - t_cell})
-        return out
-
-    lam = ref.get("fair_lambda")
-    if mit == "fair_penalty" and ctype == "none":  # the reference picks λ on validation
-        best = None
-        for cand in cell["train_fair_lambdas"]:
-            model, record, terms = _train(cell, task, kwargs, epochs=epochs, lam=float(cand))
-            score = _val_score(record)
-            if best is None or (math.isfinite(score) and score > best[0]):
-                best = (score, float(cand), model, record, terms)
-        _, lam, model, record, terms = best
-        out["fair_lambda"] = lam
-    else:
-        budget, batch_size = None, int(cell["train_batch_size"])
-        if ctype == "epochs":
-            epochs = max(1, int(round(float(level) * epochs)))
-        elif ctype == "time":
-            budget = Budget(time_s=float(level) * _need(ref, "ref_time_s", cell))
-        elif ctype == "params":
-            full = count_params(make_model(family, input_shape=task.input_shape, n_classes=task.n_classes, **kwargs))
-            kwargs = capped_kwargs(family, input_shape=task.input_shape, n_classes=task.n_classes,
-                                   max_params=max(1, int(float(level) * full)), **kwargs)
-        elif ctype == "memory":
-            full = training_memory_mb(make_model(family, input_shape=task.input_shape, n_classes=task.n_classes, **kwargs),
-                                      task.input_shape, batch_size=int(cell["train_batch_size"]))
-            out["memory_cap_mb"] = float(level) * full
-            kwargs, batch_size = _memory_fit(family, kwargs, task, out["memory_cap_mb"], batch_size)
-        out["batch_size_used"] = batch_size
-        model, record, terms = _train(cell, task, kwargs, epochs=epochs, budget=budget, lam=lam, batch_size=batch_size)
-        if mit == "fair_penalty":
-            out["fair_lambda"] = lam
-    dense = model
+    plan = Plan(model_kwargs=dict(cell["model_kwargs"]), epochs=int(cell["train_epochs"]), lr=float(cell["train_lr"]),
+                batch_size=int(cell["train_batch_size"]))
+    choices = mitigation.candidates(cell) if cell["constraint"] == "none" else [ref.get("choice")]
+    constraint.before(level, plan, cell=cell, task=task, ref=ref)
+    best = None
+    for choice in choices:  # the reference picks the mitigation's setting on validation
+        model, record, terms = _train(cell, task, plan, mitigation, choice)
+        score = _val_score(record)
+        if best is None or (math.isfinite(score) and score > best[0]):
+            best = (score, choice, model, record, terms)
+    _, choice, dense, record, terms = best
+    if choice is not None:
+        out["choice"] = choice
+        if cell["mitigation"] == "fair_penalty":
+            out["fair_lambda"] = choice
+    out.update(plan.record)
+    out["batch_size_used"] = plan.batch_size
     usage = record.usage
     out.update({"train_time_s": usage["time_s"], "fit_wall_s": usage["wall_s"], "epochs_done": len(record.epochs),
                 "trained": record.trained, "train_steps": sum(e.steps for e in record.epochs), "message": record.message,
                 "stopped_by": record.stopped_by, "peak_memory_mb": usage["peak_memory_mb"],
                 "est_memory_mb": usage["est_memory_mb"], "gflops": usage["flops"] / 1e9,
-                "val_score": _val_score(record), "trained_model_kwargs": kwargs})
+                "val_score": _val_score(record), "trained_model_kwargs": plan.model_kwargs})
 
     weights = dict(record.epochs[-1].weights) if record.epochs else None
-    steps = int(cell["train_finetune_steps"])
-    if ctype == "prune_unstructured":
-        c, _ = finetune(prune_unstructured(dense, sparsity=float(level)), task, steps=steps, terms=terms,
-                        weights=weights, seed=int(cell["seed"]), lr=1e-3, batch_size=int(cell["train_batch_size"]))
-    elif ctype == "prune_structured":
-        c, _ = finetune(prune_structured(dense, sparsity=float(level), input_shape=task.input_shape), task,
-                        steps=steps, terms=terms, weights=weights, seed=int(cell["seed"]), lr=1e-3,
-                        batch_size=int(cell["train_batch_size"]))
-    elif ctype == "quantize":
-        if level == "int8":
-            c = (quantize(dense, scheme="int8_static", calibration=task.train) if task.kind == "image"
-                 else quantize(dense, scheme="int8_dynamic", backend="torch.ao"))
-        else:
-            c = quantize(dense, scheme="int4_weight")
-    elif ctype == "distill":
-        extra = [t for t in terms if t.name != "ce"]
-        c, _ = distill(dense, task, student=family, student_kwargs=_scaled(family, kwargs, float(level)), epochs=epochs,
-                       lr=float(cell["train_lr"]), batch_size=int(cell["train_batch_size"]), seed=int(cell["seed"]),
-                       extra_terms=extra, extra_weights={t.name: (weights or {}).get(t.name, 1.0) for t in extra},
-                       callbacks=[cb for cb in _terms(cell, task, lam)[2]])
-    else:
-        c = _as_compressed(dense)
+    out["final_weights"] = weights  # the loss weights the last epoch trained with (schedulers move them)
+    c = constraint.after(level, dense, cell=cell, task=task, terms=terms, weights=weights,
+                         callbacks=mitigation.setup(cell, task, choice)[2])
     row = compressed_profile(c, dense, task, eps=float(cell["eval_eps"]), pgd_steps=int(cell["eval_pgd_steps"]),
                              max_attack=int(cell["eval_max_attack"]), latency=bool(cell["eval_latency"]),
                              min_run_time=0.05, threads=torch.get_num_threads(), seed=int(cell["seed"]))
@@ -425,6 +433,16 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
     row = {k: v for k, v in row.items() if not k.startswith("setting_")}
     row["robust_accuracy"] = row.pop(f"pgd@{float(cell['eval_eps']):g}")
     out.update(row)
+    post = mitigation.post_process(c, dense=dense, cell=cell, task=task)
+    if post is not None:  # the post-processed predictions are the cell's; the model's own are kept beside them
+        for k, v in post.items():
+            if k in out:
+                out[f"pre_{k}"] = out[k]
+            out[k] = v
+        out["post_processed"] = cell["mitigation"]
+        for k in ("ece", "auc"):  # a randomised hard prediction has no calibrated probabilities
+            if k in out:
+                out[f"pre_{k}"], out[k] = out[k], float("nan")
     out["compress_s"] = c.cost_s
     out["cell_s"] = time.perf_counter() - t_cell
     return out
@@ -440,19 +458,21 @@ def _need(ref: Mapping, key: str, cell: Mapping):
 # -- the sweep --------------------------------------------------------------------------------
 def run_sweep(grid, *, store, executor: str = "sequential", workers: int | None = None,
               scheduler_address: str | None = None, threads: int | None = None, progress: bool = True,
-              on_error: str = "record") -> pd.DataFrame:
-    """Expand ``grid``, run every cell not yet in ``store`` (references first), return all records.
+              on_error: str = "record", extend: bool = False) -> pd.DataFrame:
+    """Expand ``grid``, run every cell not yet in ``store`` (references first), return the grid's records.
 
-    The grid is checked before anything runs (:func:`expand_grid`) and saved beside the records
-    (``grid.yaml``, for :func:`sweep_status`). Cells run through :func:`run_grid` with the
-    executor given (``"sequential"``, ``"processes"``, ``"dask"``; ``scheduler_address`` for an
-    existing Dask cluster): each finished cell is written to the store at once, so a killed sweep
-    loses only the cells that were running and a re-run skips the finished ones. Failed cells are
-    recorded (``store.failures()``) and retried on the next run.
+    The grid is checked whole before anything runs (:func:`expand_grid`) and saved beside the
+    records (``grid.yaml``: the grid and its cells' keys, for :func:`sweep_status`). A store that
+    holds another grid is refused unless ``extend=True`` (then both grids' cells count as the
+    store's). Cells run through :func:`run_grid` with the executor given (``"sequential"``,
+    ``"processes"``, ``"dask"``; ``scheduler_address`` for an existing Dask cluster): each finished
+    cell is written to the store at once, so a killed sweep loses only the cells that were running
+    and a re-run skips the finished ones. Failed cells are recorded (``store.failures()``) and
+    retried on the next run.
     """
     cells = expand_grid(grid)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
-    _save_grid(store.path, load_grid(grid), len(cells))
+    _save_grid(store.path, load_grid(grid), cells, extend=extend)
     kw = dict(store=store, executor=executor, workers=workers, scheduler_address=scheduler_address, threads=threads,
               progress=progress, on_error=on_error)
     refs = [c for c in cells if c["constraint"] == "none"]
@@ -462,19 +482,44 @@ def run_sweep(grid, *, store, executor: str = "sequential", workers: int | None 
     for c in refs:
         if store.has(c):
             r = store.get(c)
-            derived[run_key(c)] = {"ref_time_s": r["train_time_s"], "fair_lambda": r.get("fair_lambda")}
+            derived[run_key(c)] = {"ref_time_s": r["train_time_s"], "choice": r.get("choice", r.get("fair_lambda"))}
     runnable = [c for c in rest if run_key(reference_of(c)) in derived]
     run_grid(runnable, functools.partial(sweep_cell, derived=derived), desc="sweep: constrained cells", **kw)
     return sweep_frame(store, cells)
 
 
-def _save_grid(path: Path, grid: Mapping, n_cells: int) -> None:
-    """Keep the grid beside the records (not a ``.json``: the store's records are its ``*.json`` files)."""
+def _read_grid_meta(path: Path) -> dict | None:
     import yaml
 
+    meta = path / "grid.yaml"
+    if not meta.is_file():
+        return None
+    return yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
+
+
+def _save_grid(path: Path, grid: Mapping, cells: list, *, extend: bool = False) -> None:
+    """Keep the grid and its cells' keys beside the records (not a ``.json``: the store's records are
+    its ``*.json`` files); refuse a store written by another grid unless ``extend``."""
+    import yaml
+
+    grid = json.loads(json.dumps(grid, default=str))
+    keys = [run_key(c) for c in cells]
+    old = _read_grid_meta(path)
+    grids = [grid]
+    if old is not None:
+        old_grids = old.get("grids") or ([old["grid"]] if "grid" in old else [])
+        old_keys = old.get("keys")
+        same = grid in old_grids and (old_keys is None or set(keys) <= set(old_keys))
+        if not same and not extend:
+            raise ValueError(f"the store {path.name!r} holds the records of another grid "
+                             f"({(old_grids or [{}])[-1].get('name', 'unnamed')!r}); use another store, or pass "
+                             "extend=True (trustkit sweep --extend) to add this grid's cells to it")
+        if old_keys is not None:
+            keys = list(dict.fromkeys([*old_keys, *keys]))
+        grids = old_grids if grid in old_grids else [*old_grids, grid]
     tmp = path / ".grid.yaml.part"
-    tmp.write_text(yaml.safe_dump({"cells": n_cells, "grid": json.loads(json.dumps(grid, default=str))}, sort_keys=False),
-                   encoding="utf-8")
+    tmp.write_text(yaml.safe_dump({"cells": len(keys), "grid": grids[-1], "grids": grids, "keys": keys},
+                                  sort_keys=False), encoding="utf-8")
     tmp.replace(path / "grid.yaml")
 
 
@@ -491,39 +536,34 @@ def sweep_frame(store, cells=None) -> pd.DataFrame:
 
 
 def sweep_status(store) -> dict:
-    """Done / total / failed of the sweep in ``store`` (``total`` from the grid saved there)."""
+    """Done / total / failed of the sweep in ``store``: the cells of the grid(s) saved there, not
+    every file in the folder (a store written before grids kept their keys counts its records)."""
     path = Path(store.path if isinstance(store, ResultStore) else store)
     if not path.is_dir():
         raise FileNotFoundError(f"no sweep store at {str(path)!r}")
     store = ResultStore(path)
-    meta = path / "grid.yaml"
-    total = None
-    if meta.is_file():
-        import yaml
-
-        total = int(yaml.safe_load(meta.read_text(encoding="utf-8"))["cells"])
-    done = len(store)
-    failed = len(store.failures())
+    meta = _read_grid_meta(path)
+    keys = None if meta is None else meta.get("keys")
+    if keys is None:
+        total = None if meta is None else int(meta["cells"])
+        done, failed = len(store), len(store.failures())
+    else:
+        total = len(keys)
+        done = sum((path / f"{k}.json").is_file() for k in keys)
+        failed = sum((path / "failed" / f"{k}.json").is_file() for k in keys)
     return {"store": str(path), "done": done, "total": total, "failed": failed,
             "remaining": None if total is None else max(0, total - done)}
 
 
 # -- what a sweep says ------------------------------------------------------------------------
 _CELL = ["dataset", "model", "mitigation"]
-_NAMES = {"time": "cutting training time to {l:.0%} of the reference", "epochs": "training for {l:.0%} of the epochs",
-          "memory": "capping training memory at {l:.0%}", "params": "capping parameters at {l:.0%}",
-          "prune_unstructured": "pruning {l:.0%} of the weights (unstructured)",
-          "prune_structured": "pruning {l:.0%} of the neurons (structured)", "quantize": "quantising to {l}",
-          "distill": "distilling into a student of {l:.0%} width"}
 _METRIC_NAMES = {"eo_gap": "the EO gap", "dp_gap": "the DP gap", "accuracy": "accuracy", "positive_rate": "the positive rate",
                  "robust_accuracy": "PGD accuracy", "ece": "calibration error (ECE)"}
 
 
 def describe_setting(constraint: str, level) -> str:
     """Words for a constraint at a level ("pruning 80% of the neurons (structured)")."""
-    if constraint == "none":
-        return "the unconstrained reference"
-    return _NAMES[constraint].format(l=level if constraint == "quantize" else float(level))
+    return get_constraint(constraint).describe(level)
 
 
 def _setting(constraint, level) -> str:
