@@ -236,7 +236,7 @@ def test_the_report_of_the_measuring_phases_feeds_the_guidelines(tmp_path):
         assert not para.startswith(("Key numbers", "No key numbers")), para  # every template found its numbers
         import html as h
         assert h.escape(para) in index
-    assert "24 of 24 sweep cells ran (0 failed)" in index
+    assert "32 of 32 sweep cells ran (0 failed)" in index
     # no page prints a path of the machine that ran it
     for page in tmp_path.rglob("*.html"):
         text = page.read_text()
