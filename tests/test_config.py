@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from trustkit.config import default_threads, set_threads, worker_threads
+import trustkit.config as config
+from trustkit.config import default_threads, set_threads, using_threads, worker_threads
 
 
 @pytest.fixture
@@ -60,3 +61,31 @@ def test_every_training_record_keeps_its_threads(restore_threads):
     set_threads(1)
     rec = Trainer(epochs=1, progress=False).fit(load_german(seed=0))
     assert rec.usage["threads"] == 1 and rec.summary()["threads"] == 1
+
+
+def test_a_later_call_divides_the_cores_again_instead_of_keeping_its_own_export(monkeypatch, restore_threads):
+    monkeypatch.setattr(config, "_OUTSIDE", None)  # nobody outside this process chose a number
+    monkeypatch.setattr(config, "available_cores", lambda: 4)
+    assert set_threads() == 4 and os.environ["TRUSTKIT_THREADS"] == "4"
+    assert set_threads(workers=2) == 2 and torch.get_num_threads() == 2  # not the 4 this process exported
+    assert set_threads(workers=4) == 1
+    # a number the user (or a parent process) gave still wins over dividing the cores
+    monkeypatch.setattr(config, "_OUTSIDE", "3")
+    assert set_threads(workers=2) == 3
+    monkeypatch.setenv("TRUSTKIT_THREADS", "2")  # set by hand in this process: a choice too
+    assert default_threads(workers=4) == 2
+
+
+def test_using_threads_restores_the_callers_threads_and_environment(restore_threads):
+    from threadpoolctl import threadpool_info
+
+    set_threads(2)
+    pools = [p["num_threads"] for p in threadpool_info()]
+    with using_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1 and os.environ["TRUSTKIT_THREADS"] == "1"
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert torch.get_num_threads() == 2 and os.environ["TRUSTKIT_THREADS"] == "2" and os.environ["OMP_NUM_THREADS"] == "2"
+    assert [p["num_threads"] for p in threadpool_info()] == pools
+    with pytest.raises(RuntimeError), using_threads(1):  # restored when the block raises too
+        raise RuntimeError
+    assert torch.get_num_threads() == 2

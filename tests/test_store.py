@@ -225,3 +225,13 @@ def test_numpy_numbers_in_a_config_name_the_same_run_as_python_numbers():
     assert run_key({"seed": np.int64(3), "lr": np.float32(0.5)}) == run_key({"seed": 3, "lr": 0.5})
     assert run_key({"seed": torch.tensor(3)}) == run_key({"seed": 3})
     assert run_key({"seed": 3}) != run_key({"seed": 3.5})
+
+
+def test_a_sequential_grid_with_its_own_threads_gives_the_caller_its_threads_back(tmp_path):
+    from trustkit.config import using_threads
+
+    with using_threads(2):  # the caller's setting, restored for the other tests afterwards
+        df = run_grid([{"i": 0}, {"i": 1}], lambda c: {"threads": torch.get_num_threads()}, store=ResultStore(tmp_path),
+                      progress=False, threads=1)
+        assert (df.threads == 1).all()  # the runs ran with the grid's threads
+        assert torch.get_num_threads() == 2  # and the caller has its own back

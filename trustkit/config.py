@@ -8,8 +8,13 @@ report and Voila kernels, benchmarks) sets its threads here:
   threadpoolctl) of this process, and exports ``TRUSTKIT_THREADS`` and ``OMP_NUM_THREADS`` so
   that processes started from it (papermill and Voila kernels, joblib and Dask workers) use the
   same number: importing :mod:`trustkit` in a process where ``TRUSTKIT_THREADS`` is set applies it.
-* Without ``n``: ``$TRUSTKIT_THREADS`` if set, else the cores available to this process divided
-  by the number of worker processes (:func:`worker_threads`).
+* Without ``n``: ``$TRUSTKIT_THREADS`` if the user or a parent process set it, else the cores
+  available to this process divided by the number of worker processes (:func:`worker_threads`).
+  The value this process exported itself is not a choice of the user: a later
+  ``set_threads(workers=2)`` divides the cores again instead of keeping an earlier call's number.
+* :func:`using_threads` sets threads for a block and restores the caller's (torch, the BLAS pools
+  and the exported variables) when it ends: a sequential run of a grid does not change the
+  caller's threads.
 * Every training record keeps the value it ran with (``usage["threads"]``; a sweep cell's
   ``threads``).
 
@@ -19,13 +24,18 @@ report and Voila kernels, benchmarks) sets its threads here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-__all__ = ["available_cores", "worker_threads", "default_threads", "set_threads", "get_threads", "ENV"]
+__all__ = ["available_cores", "worker_threads", "default_threads", "set_threads", "using_threads", "get_threads",
+           "ENV"]
 
 #: the environment variable that carries the thread count into processes trustkit starts
 ENV = "TRUSTKIT_THREADS"
 _BLAS_LIMIT = None  # the threadpoolctl limiter kept alive for this process
+# the value the user or a parent process gave (at import), and the last value this process exported
+_OUTSIDE = os.environ.get(ENV)
+_EXPORTED: str | None = None
 
 
 def available_cores() -> int:
@@ -43,6 +53,8 @@ def worker_threads(workers: int, *, cores: int | None = None) -> int:
 
 def _from_env() -> int | None:
     text = os.environ.get(ENV)
+    if text is not None and text == _EXPORTED:  # this process's own export: only an outside value counts
+        text = _OUTSIDE
     if text is None or not text.strip():
         return None
     try:
@@ -55,7 +67,8 @@ def _from_env() -> int | None:
 
 
 def default_threads(workers: int = 1) -> int:
-    """``$TRUSTKIT_THREADS`` if set, else :func:`worker_threads` of ``workers``."""
+    """``$TRUSTKIT_THREADS`` as the user or a parent process set it, else :func:`worker_threads` of
+    ``workers``."""
     return _from_env() or worker_threads(workers)
 
 
@@ -68,7 +81,7 @@ def set_threads(n: int | None = None, *, workers: int = 1) -> int:
     >>> set_threads(1), torch.get_num_threads()
     (1, 1)
     """
-    global _BLAS_LIMIT
+    global _BLAS_LIMIT, _EXPORTED
     if n is None:
         n = default_threads(workers)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -79,6 +92,7 @@ def set_threads(n: int | None = None, *, workers: int = 1) -> int:
         torch.set_num_threads(n)
     os.environ[ENV] = str(n)
     os.environ["OMP_NUM_THREADS"] = str(n)
+    _EXPORTED = str(n)
     try:
         from threadpoolctl import threadpool_limits
 
@@ -86,6 +100,39 @@ def set_threads(n: int | None = None, *, workers: int = 1) -> int:
     except ImportError:  # threadpoolctl comes with scikit-learn; without it only torch is set
         pass
     return n
+
+
+@contextlib.contextmanager
+def using_threads(n: int | None = None, *, workers: int = 1):
+    """Within the block, :func:`set_threads` ``(n, workers=workers)``; after it, the caller's torch
+    threads, BLAS pools and ``TRUSTKIT_THREADS`` / ``OMP_NUM_THREADS`` as they were.
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with using_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    global _BLAS_LIMIT, _EXPORTED
+    import torch
+
+    saved = (torch.get_num_threads(), os.environ.get(ENV), os.environ.get("OMP_NUM_THREADS"), _EXPORTED, _BLAS_LIMIT)
+    try:
+        yield set_threads(n, workers=workers)
+    finally:
+        torch_n, env, omp, exported, limit = saved
+        if _BLAS_LIMIT is not None and _BLAS_LIMIT is not limit:
+            _BLAS_LIMIT.restore_original_limits()  # the pools as they were when the block set them
+        if torch.get_num_threads() != torch_n:
+            torch.set_num_threads(torch_n)
+        for key, value in ((ENV, env), ("OMP_NUM_THREADS", omp)):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _EXPORTED, _BLAS_LIMIT = exported, limit
 
 
 def get_threads() -> int:

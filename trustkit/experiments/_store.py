@@ -12,6 +12,8 @@ the file, and :func:`run_grid` runs that config again and overwrites it.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -25,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from ..config import set_threads, worker_threads
+from ..config import set_threads, using_threads, worker_threads
 
 __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "worker_threads", "RunFailed"]
 
@@ -284,9 +286,10 @@ def _call(run: Callable[[Mapping], Mapping], cfg: Mapping, threads: int | None, 
 
 def _results(todo, run, *, executor, workers, scheduler_address, threads, catch):
     """Yield (index, result, error) as runs finish (in completion order for parallel executors)."""
-    if executor == "sequential":
-        for i, cfg in todo:
-            yield (i, *_call(run, cfg, threads, catch))
+    if executor == "sequential":  # in this process: the caller's threads come back afterwards
+        with using_threads(threads) if threads is not None else contextlib.nullcontext():
+            for i, cfg in todo:
+                yield (i, *_call(run, cfg, None, catch))
         return
     if executor == "processes":
         from joblib import Parallel, delayed
@@ -348,7 +351,7 @@ def run_grid(
     threads : int, optional
         Torch threads each run uses, set in the worker before the run. Default: the cores divided
         by the workers (:func:`worker_threads`) for the parallel executors; unchanged when
-        sequential.
+        sequential (given, it holds for the grid's runs and the caller's threads come back after).
     on_error : {"raise", "record"}
         ``"raise"``: the first failure stops the grid (finished runs are kept) with a
         :class:`RunFailed` naming the config (sequentially: the run's own exception).
