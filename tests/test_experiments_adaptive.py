@@ -34,7 +34,12 @@ def test_every_run_is_recorded_with_its_budget(compas_runs):
     low = df[df.regime == "low"]
     assert np.allclose(low.budget_s, REGIMES["low"][0] * ref["time_s"])
     trained = low[low.method != "expgrad"]
-    assert (trained.stopped_by == "time_s").all()
+    slices = setup_for(load_task("compas", seed=0), quick=True)["slices"]
+    # a low budget is a fraction of one cold reference run: most runs hit it; one that ran faster
+    # than the reference (another CPU's kernels, a warm cache) may finish, but only within the budget
+    by_time = trained.stopped_by == "time_s"
+    assert (by_time | ((trained.epochs == slices) & (trained.time_s <= trained.budget_s))).all()
+    assert by_time.mean() >= 0.5
     # wall-clock adherence is measured in benchmarks/; here: the record flags exactly the runs over
     flagged = trained.over_budget.fillna("") != ""
     assert (flagged == (trained.time_s > trained.budget_s)).all()
