@@ -26,6 +26,7 @@ from ._schedulers import (
     default_allocations,
 )
 from ._reference import plain_loop
+from ._replicas import REPLICA_TERMS, ReplicaTrainer
 from ._surrogates import cell_loss_gap, soft_dp_gap, soft_eo_gap
 from ._terms import ATTACKS, FAIRNESS_SURROGATES, AdversarialLoss, Batch, CrossEntropy, FairnessPenalty, LossTerm
 from ._trainer import OPTIMIZERS, Callback, EpochRecord, RobustEval, RunRecord, Trainer, TrainState
@@ -37,5 +38,5 @@ __all__ = [
     "Action", "Scheduler", "StaticLambda", "PeriodicFairness", "DynamicLambda", "Allocation", "default_allocations",
     "CausalScheduler", "OracleScheduler", "FairBatch", "DualAscent", "FAIRNESS_METRICS",
     "RulePolicy", "PIDPolicy", "BanditPolicy", "BanditAction", "atats_state", "STATE_FEATURES",
-    "SCHEDULERS", "make_scheduler", "plain_loop",
+    "SCHEDULERS", "make_scheduler", "plain_loop", "ReplicaTrainer", "REPLICA_TERMS",
 ]

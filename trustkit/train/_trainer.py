@@ -473,7 +473,8 @@ class Trainer:
             return self.model(task, self.seed)
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
-        params = model.parameters()
+        """The optimiser over ``model``'s parameters (or an iterable of tensors)."""
+        params = model.parameters() if isinstance(model, torch.nn.Module) else model
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.optimizer == "adamw":

@@ -1,0 +1,270 @@
+"""Replicas: R independent fits of one architecture trained as one batched model.
+
+Evidence is many small runs (seeds × λ values × methods). Small models leave a CPU's vector units
+and a GPU mostly idle, so R replicas run faster stacked: their parameters are stacked along a new
+first dimension (:func:`torch.func.stack_module_state`), one forward pass computes every
+replica's logits on its own batch (:func:`torch.func.vmap` over
+:func:`torch.func.functional_call`: batched matrix products), and the sum of the replicas' losses
+is differentiated once. Replicas share no parameter, so the gradient of that sum with respect to
+replica r's parameters is the gradient of replica r's own loss, and an element-wise optimiser
+(Adam, AdamW, SGD with momentum) updates each slice as it would update a separate model. What
+differs from R separate :class:`~trustkit.train.Trainer` fits is only the order of floating-point
+additions inside the batched products: the records agree within rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_int, resolve_device
+from ..budget import Meter
+from ..data import Task
+from ..metrics import check_metrics, default_metrics, evaluate
+from ._terms import Batch, CrossEntropy, FairnessPenalty
+from ._trainer import OPTIMIZERS, EpochRecord, RunRecord, Trainer, _Batches
+
+__all__ = ["ReplicaTrainer", "REPLICA_TERMS"]
+
+#: loss terms a replica job can train with: they read only the logits and the batch (a term that
+#: runs the model again, such as adversarial training, is trained one fit at a time)
+REPLICA_TERMS = (CrossEntropy, FairnessPenalty)
+
+
+class ReplicaTrainer:
+    """Train R replicas of one model at once, each as a separate :class:`~trustkit.train.Trainer` would.
+
+    Replica r has its own seed (initialisation and batch order), its own task (a seed's split;
+    one task for all is allowed), its own loss weights and its own number of epochs; it returns
+    its own :class:`~trustkit.train.RunRecord` and model. The records equal those of R separate
+    ``Trainer`` fits with the same settings within float tolerance (the batched products add in
+    another order), and a replica that stops after fewer epochs leaves the others as they were.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        One per replica.
+    model, model_kwargs, optimizer, lr, weight_decay, batch_size, metrics, device
+        As for :class:`~trustkit.train.Trainer`; ``model`` must be a model name.
+    terms : sequence of LossTerm, optional
+        Shared by every replica; :data:`REPLICA_TERMS` only (default ``[CrossEntropy()]``).
+    weights : mapping or sequence of mappings, optional
+        The terms' weights, one mapping for all replicas or one per replica (e.g. λ values).
+    epochs : int or sequence of int
+        For all replicas, or one per replica.
+
+    Runs with a budget, callbacks (schedulers) or a robust validation are fitted one at a time
+    with :class:`~trustkit.train.Trainer`: their decisions depend on each run's clock or
+    validation in ways a shared step does not reproduce. Time is measured for the whole job; each
+    record's ``usage["time_s"]`` is the job's time divided by R (``usage["replicas"]`` = R and
+    ``usage["replica_job_s"]`` = the whole job).
+
+    Examples
+    --------
+    >>> from trustkit.data import load_german
+    >>> task = load_german(seed=0)
+    >>> rt = ReplicaTrainer(seeds=[0, 1, 2], epochs=2, progress=False)
+    >>> records = rt.fit(task)
+    >>> [r.seed for r in records], [r.completed_epochs for r in records]
+    ([0, 1, 2], [2, 2, 2])
+    """
+
+    def __init__(self, *, seeds: Sequence[int], model: str = "mlp", model_kwargs: Mapping | None = None,
+                 terms=None, weights=None, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 128, epochs=20, metrics=None, progress: bool = True, device="cpu"):
+        if isinstance(seeds, (int, np.integer)) or not isinstance(seeds, Sequence) or not len(seeds):
+            raise TypeError(f"seeds must be a non-empty sequence of whole numbers (one per replica); got {seeds!r}")
+        self.seeds = [check_int("seeds[]", s, minimum=0) for s in seeds]
+        R = len(self.seeds)
+        if not isinstance(model, str):
+            raise TypeError(f"a replica job builds its models by name (e.g. 'mlp'); got {type(model).__name__}")
+        self.terms = list(terms) if terms is not None else [CrossEntropy()]
+        for t in self.terms:
+            if not isinstance(t, REPLICA_TERMS):
+                raise ValueError(f"replicas train with the terms {[c.__name__ for c in REPLICA_TERMS]}; got "
+                                 f"{type(t).__name__}: fit runs with it one at a time with Trainer")
+            if isinstance(t, CrossEntropy) and t.cell_weights is not None:
+                raise ValueError("replicas train with an unweighted CrossEntropy (cell_weights=None)")
+        if weights is None or isinstance(weights, Mapping):
+            weights = [weights] * R
+        weights = list(weights)
+        if len(weights) != R:
+            raise ValueError(f"weights must be one mapping or one per replica ({R}); got {len(weights)}")
+        epochs_list = [epochs] * R if isinstance(epochs, (int, np.integer)) else list(epochs)
+        if len(epochs_list) != R:
+            raise ValueError(f"epochs must be one number or one per replica ({R}); got {len(epochs_list)}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {list(OPTIMIZERS)}")
+        if (model_kwargs or {}).get("dropout"):
+            raise ValueError("replicas train without dropout (its random masks would differ from separate fits)")
+        # one Trainer per replica: it checks the arguments, builds the model, names the config
+        self._trainers = [Trainer(model=model, model_kwargs=model_kwargs, terms=self.terms, weights=w,
+                                  optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                                  epochs=e, seed=s, metrics=metrics, progress=False, device=device)
+                          for s, w, e in zip(self.seeds, weights, epochs_list)]
+        self.epochs = [t.epochs for t in self._trainers]
+        self.batch_size = self._trainers[0].batch_size
+        self.device = resolve_device(device)
+        self.progress = progress
+
+    def fit(self, tasks: Task | Sequence[Task]) -> list[RunRecord]:
+        """Train every replica; returns one record per replica (in the order of ``seeds``).
+
+        ``tasks`` is one task for every replica or one per replica; their training splits must
+        have the same number of rows (the replicas step together).
+        """
+        t_call = time.perf_counter()
+        R = len(self.seeds)
+        tasks = [tasks] * R if isinstance(tasks, Task) else list(tasks)
+        if len(tasks) != R or not all(isinstance(t, Task) for t in tasks):
+            raise TypeError(f"tasks must be one trustkit.data.Task or one per replica ({R})")
+        sizes = {len(t.train) for t in tasks}
+        if len(sizes) != 1:
+            raise ValueError(f"the replicas' training splits must have the same number of rows; got {sorted(sizes)}")
+        first = tasks[0]
+        if any(t.n_classes != first.n_classes or t.input_shape != first.input_shape for t in tasks):
+            raise ValueError("the replicas' tasks must have the same input shape and number of classes")
+        if any(t.train.a is None for t in tasks) and any(isinstance(t, FairnessPenalty) for t in self.terms):
+            raise ValueError("the fairness term needs a sensitive attribute in every replica's task")
+        tr0 = self._trainers[0]
+        metrics = (check_metrics(tr0.metrics, n_classes=first.n_classes, has_sensitive=first.has_sensitive)
+                   if tr0.metrics is not None else default_metrics(n_classes=first.n_classes, has_sensitive=first.has_sensitive))
+        with torch.random.fork_rng(devices=[]):
+            records = self._fit(tasks, metrics)
+        wall = time.perf_counter() - t_call
+        for r in records:
+            r.usage["wall_s"] = wall / R
+            r.usage["threads"] = torch.get_num_threads()
+        return records
+
+    def _fit(self, tasks: list[Task], metrics) -> list[RunRecord]:
+        from torch.func import functional_call, stack_module_state, vmap
+
+        R, device, trainers = len(self.seeds), self.device, self._trainers
+        meter = Meter().start()
+        models = [tr.build_model(task).to(device) for tr, task in zip(trainers, tasks)]
+        params, buffers = stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta")
+
+        def forward(p, b, x):
+            return functional_call(base, (p, b), (x,))
+
+        batched_forward = vmap(forward)
+        optimizer = trainers[0]._make_optimizer(list(params.values()))  # element-wise: each slice as its own model
+        shared = all(t is tasks[0] for t in tasks)
+        Xs = [torch.as_tensor(t.train.X).to(device) for t in (tasks[:1] if shared else tasks)]
+        X = Xs[0] if shared else torch.stack(Xs)
+        y = torch.stack([torch.as_tensor(t.train.y).to(device) for t in tasks])
+        has_a = all(t.train.a is not None for t in tasks)
+        a = torch.stack([torch.as_tensor(t.train.a).to(device) for t in tasks]) if has_a else None
+        n = y.shape[1]
+        batches = [_Batches(n, self.batch_size, s, None, device) for s in self.seeds]
+        steps_per_epoch = batches[0].steps
+        rows = torch.arange(R, device=device)[:, None]
+        weights = [dict(tr.weights) for tr in trainers]
+        w_of = {t.name: torch.tensor([w.get(t.name, 0.0) for w in weights], device=device) for t in self.terms}
+        ce_alone = [sum(1 for k, v in w.items() if v) == 1 and w.get("ce", 0.0) == 1.0 for w in weights]
+        k = min(self.batch_size, n)
+        probe = Batch(x=torch.as_tensor(tasks[0].train.X[:k]), y=torch.zeros(k, dtype=torch.long),
+                      a=torch.zeros(k, dtype=torch.long) if has_a else None, idx=torch.arange(k))
+        trainers[0]._dry_run_s = 0.0
+        cost = trainers[0]._step_cost(models[0], probe, weights[0], {})
+        # FLOPs of one replica's epoch (a full batch's count per step: the last, partial one is over-counted)
+        self._epoch_flops = (0 if cost is None else cost.flops) * steps_per_epoch
+        meter.params = sum(p.numel() for p in models[0].parameters())
+        histories: list[list[EpochRecord]] = [[] for _ in range(R)]
+        finished: list[RunRecord | None] = [None] * R
+        max_epochs = max(self.epochs)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=max_epochs, desc=f"{tasks[0].name}: {R} replicas", leave=False)
+        for epoch in range(1, max_epochs + 1):
+            live = [r for r in range(R) if finished[r] is None]
+            t_epoch = meter.elapsed_s
+            for b in batches:
+                b.start_epoch()
+            losses = []
+            for _ in range(steps_per_epoch):
+                idx = torch.stack([b.next() for b in batches])  # (R, B): each replica's own order
+                xb = X[idx] if shared else X[rows, idx]
+                yb, ab = y[rows, idx], (a[rows, idx] if has_a else None)
+                logits = batched_forward(params, buffers, xb)  # (R, B, C)
+                per = self._losses(logits, yb, ab, idx, w_of, ce_alone)
+                optimizer.zero_grad(set_to_none=True)
+                per.sum().backward()
+                optimizer.step()
+                losses.append(per.detach())
+            train_loss = torch.stack(losses).mean(0)
+            eval_t0 = meter.elapsed_s
+            for r in live:
+                if epoch > self.epochs[r]:
+                    continue
+                _load(models[r], params, buffers, r)
+                val = evaluate(models[r], tasks[r].val, metrics=metrics)
+                meter.sample()
+                histories[r].append(EpochRecord(
+                    epoch=epoch, steps=steps_per_epoch, train_loss=float(train_loss[r]), val=val,
+                    weights=dict(weights[r]), time_s=meter.elapsed_s / R, epoch_time_s=(meter.elapsed_s - t_epoch) / R,
+                    eval_time_s=(meter.elapsed_s - eval_t0) / max(1, len(live)), peak_memory_mb=meter.peak_memory_mb,
+                    flops=self._epoch_flops * epoch, partial=False, fractions={k: 1.0 for k in weights[r]}, settings={},
+                    term_time_s={}, callback_s=0.0))
+                if epoch == self.epochs[r]:  # this replica is done: its model is copied out now
+                    finished[r] = self._record(r, tasks[r], models[r], histories[r], meter, metrics)
+            if bar is not None:
+                bar.update(1)
+        meter.stop()
+        if bar is not None:
+            bar.close()
+        self.models_ = [m.eval() for m in models]
+        job_s = meter.usage.time_s
+        for rec in finished:
+            rec.usage.update(time_s=job_s / R, replicas=R, replica_job_s=job_s)
+        return finished
+
+    def _losses(self, logits, yb, ab, idx, w_of, ce_alone) -> torch.Tensor:
+        """Each replica's loss, (R,): its terms weighted as a separate fit weighs them."""
+        R, B, C = logits.shape
+        total = logits.new_zeros(R)
+        for term in self.terms:
+            w = w_of[term.name]
+            if not bool((w > 0).any()):
+                continue
+            if isinstance(term, CrossEntropy):
+                value = F.cross_entropy(logits.reshape(R * B, C), yb.reshape(-1), reduction="none",
+                                        label_smoothing=term.label_smoothing).reshape(R, B).mean(1)
+            else:  # O(batch) per replica, on the shared forward pass's logits
+                value = torch.stack([term(None, Batch(x=None, y=yb[r], a=None if ab is None else ab[r], idx=idx[r]),
+                                          logits[r]) if float(w[r]) > 0 else logits.new_zeros(())
+                                     for r in range(R)])
+            total = total + torch.where(w > 0, w * value, torch.zeros_like(value))
+        return total
+
+    def _record(self, r, task, model, history, meter, metrics) -> RunRecord:
+        tr = self._trainers[r]
+        t0 = time.perf_counter()
+        test = evaluate(model, task.test, metrics=metrics)
+        usage = meter.usage.to_dict()
+        usage["report_s"] = time.perf_counter() - t0
+        usage["flops"] = self._epoch_flops * len(history)
+        return RunRecord(task=task.name, seed=tr.seed, config={**tr.config(task), "replicas": len(self.seeds)},
+                         epochs=list(history), test=test, usage=usage, budget=tr.budget.to_dict(),
+                         budget_fraction={k: None for k in ("time_s", "memory_mb", "max_params", "flops")},
+                         stopped_by="epochs")
+
+
+def _load(model, params, buffers, r: int) -> None:
+    """Copy replica ``r``'s slice of the stacked state into ``model`` (for validation and the result)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name][r])
+        for name, b in model.named_buffers():
+            if name in buffers:
+                b.copy_(buffers[name][r])
+
