@@ -484,3 +484,29 @@ def test_pgd_random_start_comes_from_the_generator():
     assert torch.allclose(start(torch.Generator().manual_seed(5)), expected, atol=1e-6)
     assert torch.equal(start(torch.Generator().manual_seed(5)), start(torch.Generator().manual_seed(5)))
     assert not torch.equal(start(torch.Generator().manual_seed(5)), start(torch.Generator().manual_seed(6)))
+
+
+def test_shared_group_rates_are_per_input_and_end_with_the_block():
+    from trustkit.metrics._fairness import group_rates, sharing_group_rates
+
+    y = np.array([1, 0, 1, 0, 1, 0])
+    a = np.array([0, 0, 0, 1, 1, 1])
+    p1, p2 = np.array([1, 0, 1, 0, 0, 0]), np.array([0, 0, 0, 1, 1, 1])
+    with sharing_group_rates():
+        r1 = group_rates(y, p1, a)
+        assert group_rates(y, p1, a) is r1  # the same inputs: computed once
+        r2 = group_rates(y, p2, a)  # other predictions: their own rates
+        assert r2["selection_rate"].tolist() == [0.0, 1.0]
+        assert r1["selection_rate"].tolist() == [2 / 3, 0.0]
+    assert group_rates(y, p1, a) is not r1  # outside the block nothing is kept
+
+
+def test_compute_metrics_gaps_equal_fairlearn_when_they_share_rates():
+    rng = np.random.default_rng(3)
+    y, a = rng.integers(0, 2, 500), rng.integers(0, 3, 500)
+    probs = torch.softmax(torch.as_tensor(rng.normal(size=(500, 2))), dim=1)
+    pred = probs.argmax(1).numpy()
+    out = tm.compute_metrics(["dp_gap", "eo_gap", "eopp_gap"], y, probs, a)
+    assert out["dp_gap"] == pytest.approx(demographic_parity_difference(y, pred, sensitive_features=a))
+    assert out["eo_gap"] == pytest.approx(equalized_odds_difference(y, pred, sensitive_features=a))
+    assert out["eopp_gap"] == pytest.approx(equal_opportunity_difference(y, pred, sensitive_features=a))

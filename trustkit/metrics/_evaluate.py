@@ -7,7 +7,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from .._validation import _suggest
-from ._fairness import dp_gap, eo_gap, eopp_gap
+from ._fairness import dp_gap, eo_gap, eopp_gap, sharing_group_rates
 from ._robustness import predict_logits
 from ._utility import (
     accuracy,
@@ -81,7 +81,8 @@ def compute_metrics(names: Sequence[str], y, probs, a=None) -> dict[str, float]:
     probs = torch.as_tensor(probs, dtype=torch.double)
     names = check_metrics(names, n_classes=probs.shape[1], has_sensitive=a is not None)
     pred = probs.argmax(dim=1)
-    return {n: METRICS[n].fn(y, probs, pred, a) for n in names}
+    with sharing_group_rates():  # the fairness gaps share one per-group count
+        return {n: METRICS[n].fn(y, probs, pred, a) for n in names}
 
 
 def evaluate(model: torch.nn.Module, split, *, metrics: Sequence[str] | None = None, batch_size: int = 2048,

@@ -24,6 +24,8 @@ Undefined rates
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
 from typing import Sequence
 
@@ -43,6 +45,21 @@ _UNDEFINED = {
     "tpr": ("TPR", "it has no positives, y_true == 1"),
     "fpr": ("FPR", "it has no negatives, y_true == 0"),
 }
+
+
+# while a caller computes several gaps of the same predictions (compute_metrics), the per-group
+# rates are computed once: keyed by the inputs' identities, which the caller keeps alive
+_SHARED_RATES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("trustkit_group_rates", default=None)
+
+
+@contextlib.contextmanager
+def sharing_group_rates():
+    """Inside the block, :func:`group_rates` of the same three input objects is computed once."""
+    token = _SHARED_RATES.set({})
+    try:
+        yield
+    finally:
+        _SHARED_RATES.reset(token)
 
 
 class UndefinedRateWarning(RuntimeWarning):
@@ -91,6 +108,17 @@ def group_rates(y_true, y_pred, sensitive) -> dict:
     >>> r["groups"].tolist(), r["tpr"].tolist(), r["fpr"].tolist()
     (['f', 'm'], [nan, 0.5], [0.5, nan])
     """
+    memo = _SHARED_RATES.get()
+    key = (id(y_true), id(y_pred), id(sensitive))
+    if memo is not None and key in memo:
+        return memo[key][1]
+    out = _group_rates(y_true, y_pred, sensitive)
+    if memo is not None:
+        memo[key] = ((y_true, y_pred, sensitive), out)  # the inputs stay alive, so their ids stay theirs
+    return out
+
+
+def _group_rates(y_true, y_pred, sensitive) -> dict:
     yt = _labels("y_true", y_true, binary=True)
     yp = _labels("y_pred", y_pred, binary=True)
     groups, inv = _encode_groups(sensitive)
@@ -104,13 +132,15 @@ def group_rates(y_true, y_pred, sensitive) -> dict:
         )
     k = len(groups)
 
-    def per_group(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        num = torch.zeros(k, dtype=torch.double).scatter_add_(0, inv[mask], values[mask].double())
-        den = torch.zeros(k, dtype=torch.double).scatter_add_(0, inv[mask], torch.ones(int(mask.sum()), dtype=torch.double))
+    def per_group(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # counts of 0/1 values: sums of whole numbers, exact in double whatever the order
+        w = values.double() if mask is None else values.double() * mask
+        num = torch.bincount(inv, weights=w, minlength=k)
+        den = count if mask is None else torch.bincount(inv, weights=mask.double(), minlength=k)
         return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(den, float("nan")))
 
-    everyone = torch.ones_like(yt, dtype=torch.bool)
-    count = torch.zeros(k, dtype=torch.double).scatter_add_(0, inv, torch.ones(len(yt), dtype=torch.double))
+    everyone = None
+    count = torch.bincount(inv, minlength=k).double()
     return {
         "groups": groups,
         "count": count,
