@@ -198,7 +198,8 @@ def _cmd_sweep(args) -> int:
     executor = "dask" if args.scheduler_address else ("processes" if (args.workers or 1) > 1 else "sequential")
     store = args.store or f"sweeps/{__import__('pathlib').Path(args.grid).stem}"
     df = run_sweep(args.grid, store=store, executor=executor, workers=args.workers,
-                   scheduler_address=args.scheduler_address, threads=args.threads, extend=args.extend)
+                   scheduler_address=args.scheduler_address, threads=args.threads, extend=args.extend,
+                   replicas=args.replicas)
     from .experiments import sweep_status as _st
 
     st = _st(store)
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--status", default=None, metavar="DIR", help="print done / total / failed of the sweep in DIR")
     w.add_argument("--extend", action="store_true",
                    help="add this grid's cells to a store written by another grid (refused otherwise)")
+    w.add_argument("--replicas", action="store_true",
+                   help="train cells that differ only in their seed as one batched job (plain MLP cells "
+                        "without a time budget or schedulers); one record per cell all the same")
     w.set_defaults(fn=_cmd_sweep)
     return p
 

@@ -13,6 +13,7 @@ the file, and :func:`run_grid` runs that config again and overwrites it.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import hashlib
 import json
@@ -22,7 +23,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -284,6 +285,35 @@ def _call(run: Callable[[Mapping], Mapping], cfg: Mapping, threads: int | None, 
         return None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
 
 
+def _run_unit(run: Callable, run_group: Callable | None, payload) -> dict:
+    """One unit of work: a config (``run``) or a list of configs run together (``run_group``)."""
+    if isinstance(payload, list):
+        results = list(run_group(payload))
+        if len(results) != len(payload):
+            raise ValueError(f"run_group returned {len(results)} results for {len(payload)} configs")
+        return {"results": [dict(r) for r in results]}
+    return {"results": [dict(run(payload))]}
+
+
+def _units(todo: list, group_by: Callable | None, max_group: int) -> list[tuple[list[int], Any]]:
+    """(positions, payload) per unit of work, in the order of each unit's first config."""
+    if group_by is None:
+        return [([i], cfg) for i, cfg in todo]
+    singles, buckets = [], {}
+    for i, cfg in todo:
+        key = group_by(cfg)
+        if key is None:
+            singles.append(([i], cfg))
+        else:
+            buckets.setdefault(key, []).append((i, cfg))
+    units = list(singles)
+    for members in buckets.values():
+        for lo in range(0, len(members), max_group):
+            chunk = members[lo:lo + max_group]
+            units.append(([i for i, _ in chunk], [c for _, c in chunk]) if len(chunk) > 1 else ([chunk[0][0]], chunk[0][1]))
+    return sorted(units, key=lambda u: u[0][0])
+
+
 def _results(todo, run, *, executor, workers, scheduler_address, threads, catch):
     """Yield (index, result, error) as runs finish (in completion order for parallel executors)."""
     if executor == "sequential":  # in this process: the caller's threads come back afterwards
@@ -328,6 +358,9 @@ def run_grid(
     scheduler_address: str | None = None,
     threads: int | None = None,
     on_error: str = "raise",
+    group_by: Callable[[Mapping], Any] | None = None,
+    run_group: Callable[[list], Sequence[Mapping]] | None = None,
+    max_group: int = 32,
 ) -> pd.DataFrame:
     """Run ``run(config)`` for each config, skipping configs already in ``store``.
 
@@ -358,6 +391,12 @@ def run_grid(
         ``"record"``: failures are kept in the store's
         ``failed/`` folder (see :meth:`ResultStore.failures`), left out of the frame, and run again
         next time.
+    group_by, run_group : callable, optional
+        Configs still to run that ``group_by`` gives the same key (not ``None``) are run together,
+        at most ``max_group`` at a time, by ``run_group(list of configs)``, which returns one result
+        per config in order (e.g. seeds trained as one replica job). Each config's result is
+        still written to the store on its own as soon as its group finishes; a failed group
+        fails each of its configs.
 
     Examples
     --------
@@ -381,6 +420,9 @@ def run_grid(
         check_int("workers", workers, minimum=1)
     if threads is not None:
         check_int("threads", threads, minimum=1)
+    check_int("max_group", max_group, minimum=1)
+    if (group_by is None) != (run_group is None):
+        raise ValueError("group_by and run_group go together: give both (configs run in groups) or neither")
     if executor != "sequential":
         workers = workers or worker_threads(1)
         threads = threads or worker_threads(workers)
@@ -399,27 +441,31 @@ def run_grid(
 
         bar = tqdm(total=len(configs), initial=len(results), desc=desc)
     failed = []
+    units = _units(todo, group_by, max_group)
+    unit_run = functools.partial(_run_unit, run, run_group)
     try:
-        for i, result, error in _results(todo, run, executor=executor, workers=workers,
-                                         scheduler_address=scheduler_address, threads=threads,
-                                         catch=not (executor == "sequential" and on_error == "raise")):
-            cfg = configs[i]
-            if error is not None:
-                if store is not None and on_error == "record":
-                    store.put_failure(cfg, error)
-                if on_error == "raise":
-                    raise RunFailed(f"the run of config {cfg!r} failed: {error}")
-                failed.append(i)
-            else:
-                if store is not None:
-                    # the row holds what the store keeps, so a resumed sweep returns the same frame
-                    result = _jsonable(result, "result")
-                    store.put(cfg, result)
-                results[i] = result
-            if bar is not None:
-                bar.update(1)
-                if failed:
-                    bar.set_postfix(failed=len(failed))
+        for u, out, error in _results(list(enumerate(p for _, p in units)), unit_run, executor=executor,
+                                      workers=workers, scheduler_address=scheduler_address, threads=threads,
+                                      catch=not (executor == "sequential" and on_error == "raise")):
+            for k, i in enumerate(units[u][0]):
+                cfg = configs[i]
+                if error is not None:
+                    if store is not None and on_error == "record":
+                        store.put_failure(cfg, error)
+                    if on_error == "raise":
+                        raise RunFailed(f"the run of config {cfg!r} failed: {error}")
+                    failed.append(i)
+                else:
+                    result = out["results"][k]
+                    if store is not None:
+                        # the row holds what the store keeps, so a resumed sweep returns the same frame
+                        result = _jsonable(result, "result")
+                        store.put(cfg, result)
+                    results[i] = result
+                if bar is not None:
+                    bar.update(1)
+                    if failed:
+                        bar.set_postfix(failed=len(failed))
     finally:
         if bar is not None:
             bar.close()

@@ -371,7 +371,12 @@ def _val_score(record) -> float:
     return val_score(last, fair=True) if last else float("nan")
 
 
-def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
+def _plan(cell: Mapping) -> Plan:
+    return Plan(model_kwargs=dict(cell["model_kwargs"]), epochs=int(cell["train_epochs"]), lr=float(cell["train_lr"]),
+                batch_size=int(cell["train_batch_size"]))
+
+
+def sweep_cell(cell: Mapping, *, derived: Mapping | None = None, trained: Mapping | None = None) -> dict:
     """Run one cell of a sweep and return its record (config values are not repeated).
 
     A short pipeline over the registered classes: the task; the constraint's changes to the plan
@@ -380,6 +385,8 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
     constraint's step on the trained model (prune, quantise, distil); the test profile; the
     mitigation's post-processing. ``derived`` maps the reference's run key to what the reference
     measured (``ref_time_s``, ``choice``); :func:`run_sweep` fills it in after the reference cells ran.
+    ``trained`` maps a candidate setting (as JSON) to a ``(model, record, terms)`` already trained
+    for this cell (a replica job, see :func:`~trustkit.experiments._replica_sweep.sweep_group`).
     """
     import torch
 
@@ -398,13 +405,13 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
     if whole is not None:
         return {**out, **whole}
 
-    plan = Plan(model_kwargs=dict(cell["model_kwargs"]), epochs=int(cell["train_epochs"]), lr=float(cell["train_lr"]),
-                batch_size=int(cell["train_batch_size"]))
+    plan = _plan(cell)
     choices = mitigation.candidates(cell) if cell["constraint"] == "none" else [ref.get("choice")]
     constraint.before(level, plan, cell=cell, task=task, ref=ref)
     best = None
     for choice in choices:  # the reference picks the mitigation's setting on validation
-        model, record, terms = _train(cell, task, plan, mitigation, choice)
+        done = (trained or {}).get(json.dumps(choice))
+        model, record, terms = done if done is not None else _train(cell, task, plan, mitigation, choice)
         score = _val_score(record)
         if best is None or (math.isfinite(score) and score > best[0]):
             best = (score, choice, model, record, terms)
@@ -416,6 +423,7 @@ def sweep_cell(cell: Mapping, *, derived: Mapping | None = None) -> dict:
     out.update(plan.record)
     out["batch_size_used"] = plan.batch_size
     usage = record.usage
+    out["replicas"] = int(usage.get("replicas", 1))  # >1: trained in a replica job, its time shared out
     out.update({"train_time_s": usage["time_s"], "fit_wall_s": usage["wall_s"], "epochs_done": len(record.epochs),
                 "trained": record.trained, "train_steps": sum(e.steps for e in record.epochs), "message": record.message,
                 "stopped_by": record.stopped_by, "peak_memory_mb": usage["peak_memory_mb"],
@@ -458,7 +466,7 @@ def _need(ref: Mapping, key: str, cell: Mapping):
 # -- the sweep --------------------------------------------------------------------------------
 def run_sweep(grid, *, store, executor: str = "sequential", workers: int | None = None,
               scheduler_address: str | None = None, threads: int | None = None, progress: bool = True,
-              on_error: str = "record", extend: bool = False) -> pd.DataFrame:
+              on_error: str = "record", extend: bool = False, replicas: bool = False) -> pd.DataFrame:
     """Expand ``grid``, run every cell not yet in ``store`` (references first), return the grid's records.
 
     The grid is checked whole before anything runs (:func:`expand_grid`) and saved beside the
@@ -469,12 +477,27 @@ def run_sweep(grid, *, store, executor: str = "sequential", workers: int | None 
     cell is written to the store at once, so a killed sweep loses only the cells that were running
     and a re-run skips the finished ones. Failed cells are recorded (``store.failures()``) and
     retried on the next run.
+
+    With ``replicas=True``, cells that differ only in their seed and train a plain MLP (no budget,
+    no schedulers, loss terms a replica job can batch) are trained together as one
+    :class:`~trustkit.train.ReplicaTrainer` job per group (every candidate setting of a reference
+    cell too); the steps after training (pruning, quantisation, distillation, the test profile,
+    post-processing) run per cell, and each cell's record is still written on its own. A cell's
+    ``train_time_s`` is then its share of the job (``replicas`` says how many shared it). A reference
+    cell whose training time sets a ``time`` level is always trained alone.
     """
     cells = expand_grid(grid)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     _save_grid(store.path, load_grid(grid), cells, extend=extend)
     kw = dict(store=store, executor=executor, workers=workers, scheduler_address=scheduler_address, threads=threads,
               progress=progress, on_error=on_error)
+    if not isinstance(replicas, bool):
+        raise TypeError(f"replicas must be True or False; got {replicas!r}")
+    if replicas:
+        from ._replica_sweep import replica_key, sweep_group
+
+        timed = {run_key(reference_of(c)) for c in cells if "ref_time_s" in get_constraint(c["constraint"]).needs}
+        kw.update(group_by=functools.partial(replica_key, timed_refs=frozenset(timed)), run_group=sweep_group)
     refs = [c for c in cells if c["constraint"] == "none"]
     rest = [c for c in cells if c["constraint"] != "none"]
     run_grid(refs, sweep_cell, desc="sweep: reference cells", **kw)
@@ -484,6 +507,8 @@ def run_sweep(grid, *, store, executor: str = "sequential", workers: int | None 
             r = store.get(c)
             derived[run_key(c)] = {"ref_time_s": r["train_time_s"], "choice": r.get("choice", r.get("fair_lambda"))}
     runnable = [c for c in rest if run_key(reference_of(c)) in derived]
+    if replicas:
+        kw["run_group"] = functools.partial(sweep_group, derived=derived)
     run_grid(runnable, functools.partial(sweep_cell, derived=derived), desc="sweep: constrained cells", **kw)
     return sweep_frame(store, cells)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .._validation import check_int, resolve_device
 from ..budget import Meter
 from ..data import Task
-from ..metrics import check_metrics, default_metrics, evaluate
+from ..metrics import check_metrics, compute_metrics, default_metrics, evaluate
 from ._terms import Batch, CrossEntropy, FairnessPenalty
 from ._trainer import OPTIMIZERS, EpochRecord, RunRecord, Trainer, _Batches
 
@@ -116,16 +116,19 @@ class ReplicaTrainer:
         """Train every replica; returns one record per replica (in the order of ``seeds``).
 
         ``tasks`` is one task for every replica or one per replica; their training splits must
-        have the same number of rows (the replicas step together).
+        have the same number of rows (the replicas step together), and so must their validation
+        splits (validated in one batched pass).
         """
         t_call = time.perf_counter()
         R = len(self.seeds)
         tasks = [tasks] * R if isinstance(tasks, Task) else list(tasks)
         if len(tasks) != R or not all(isinstance(t, Task) for t in tasks):
             raise TypeError(f"tasks must be one trustkit.data.Task or one per replica ({R})")
-        sizes = {len(t.train) for t in tasks}
-        if len(sizes) != 1:
-            raise ValueError(f"the replicas' training splits must have the same number of rows; got {sorted(sizes)}")
+        for split in ("train", "val"):
+            sizes = {len(getattr(t, split)) for t in tasks}
+            if len(sizes) != 1:
+                raise ValueError(f"the replicas' {split} splits must have the same number of rows (the replicas "
+                                 f"step and validate together); got {sorted(sizes)}")
         first = tasks[0]
         if any(t.n_classes != first.n_classes or t.input_shape != first.input_shape for t in tasks):
             raise ValueError("the replicas' tasks must have the same input shape and number of classes")
@@ -163,6 +166,9 @@ class ReplicaTrainer:
         has_a = all(t.train.a is not None for t in tasks)
         a = torch.stack([torch.as_tensor(t.train.a).to(device) for t in tasks]) if has_a else None
         n = y.shape[1]
+        # the validation splits go to the device once: every epoch validates all replicas in one pass
+        val_X = (torch.as_tensor(tasks[0].val.X).to(device) if shared
+                 else torch.stack([torch.as_tensor(t.val.X).to(device) for t in tasks]))
         batches = [_Batches(n, self.batch_size, s, None, device) for s in self.seeds]
         steps_per_epoch = batches[0].steps
         rows = torch.arange(R, device=device)[:, None]
@@ -188,11 +194,13 @@ class ReplicaTrainer:
         for epoch in range(1, max_epochs + 1):
             live = [r for r in range(R) if finished[r] is None]
             t_epoch = meter.elapsed_s
-            for b in batches:
+            for b in batches:  # each replica's own order: its generator draws this pass's permutation
                 b.start_epoch()
+                b.next()
+            perms = torch.stack([b.perm for b in batches])  # (R, n)
             losses = []
-            for _ in range(steps_per_epoch):
-                idx = torch.stack([b.next() for b in batches])  # (R, B): each replica's own order
+            for s in range(steps_per_epoch):
+                idx = perms[:, s * self.batch_size:(s + 1) * self.batch_size]  # (R, B)
                 xb = X[idx] if shared else X[rows, idx]
                 yb, ab = y[rows, idx], (a[rows, idx] if has_a else None)
                 logits = batched_forward(params, buffers, xb)  # (R, B, C)
@@ -203,19 +211,18 @@ class ReplicaTrainer:
                 losses.append(per.detach())
             train_loss = torch.stack(losses).mean(0)
             eval_t0 = meter.elapsed_s
+            live = [r for r in live if epoch <= self.epochs[r]]
+            vals = self._validate(batched_forward, base, params, buffers, tasks, live, metrics, val_X)
+            meter.sample()
             for r in live:
-                if epoch > self.epochs[r]:
-                    continue
-                _load(models[r], params, buffers, r)
-                val = evaluate(models[r], tasks[r].val, metrics=metrics)
-                meter.sample()
                 histories[r].append(EpochRecord(
-                    epoch=epoch, steps=steps_per_epoch, train_loss=float(train_loss[r]), val=val,
+                    epoch=epoch, steps=steps_per_epoch, train_loss=float(train_loss[r]), val=vals[r],
                     weights=dict(weights[r]), time_s=meter.elapsed_s / R, epoch_time_s=(meter.elapsed_s - t_epoch) / R,
                     eval_time_s=(meter.elapsed_s - eval_t0) / max(1, len(live)), peak_memory_mb=meter.peak_memory_mb,
                     flops=self._epoch_flops * epoch, partial=False, fractions={k: 1.0 for k in weights[r]}, settings={},
                     term_time_s={}, callback_s=0.0))
                 if epoch == self.epochs[r]:  # this replica is done: its model is copied out now
+                    _load(models[r], params, buffers, r)
                     finished[r] = self._record(r, tasks[r], models[r], histories[r], meter, metrics)
             if bar is not None:
                 bar.update(1)
@@ -227,6 +234,29 @@ class ReplicaTrainer:
         for rec in finished:
             rec.usage.update(time_s=job_s / R, replicas=R, replica_job_s=job_s)
         return finished
+
+    def _validate(self, batched_forward, base, params, buffers, tasks, live, metrics, val_X) -> dict:
+        """Each live replica's validation metrics, from one batched forward pass over its split."""
+        if not live:
+            return {}
+        rows = torch.tensor(live, device=self.device)
+        p = {k: v[rows] for k, v in params.items()}
+        b = {k: v[rows] for k, v in buffers.items()}
+        if val_X.dim() == 1 + len(tasks[0].input_shape):  # one split for all: a view, not R copies
+            x = val_X.expand(len(live), *val_X.shape)
+        else:
+            x = val_X[rows]
+        base.eval()
+        try:
+            with torch.no_grad():
+                logits = batched_forward(p, b, x)  # (live, n_val, C)
+        finally:
+            base.train()
+        out = {}
+        for i, r in enumerate(live):
+            probs = torch.softmax(logits[i].detach().cpu().double(), dim=1)
+            out[r] = compute_metrics(metrics, tasks[r].val.y, probs, tasks[r].val.a)
+        return out
 
     def _losses(self, logits, yb, ab, idx, w_of, ce_alone) -> torch.Tensor:
         """Each replica's loss, (R,): its terms weighted as a separate fit weighs them."""

@@ -1,0 +1,98 @@
+"""Sweep cells that differ only in their seed, trained as one replica job.
+
+A sweep's evidence is the same cell over many seeds. :func:`replica_key` says which cells can share
+a :class:`~trustkit.train.ReplicaTrainer` job (a plain MLP, no budget, no schedulers, loss terms a
+replica job batches); :func:`sweep_group` trains every candidate setting of every cell of a group
+in one job and hands each cell its models, so :func:`~trustkit.experiments.sweep_cell` goes on
+from there (constraint steps, test profile, post-processing) exactly as for a cell trained alone.
+:func:`~trustkit.experiments.run_sweep` uses both with ``replicas=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping, Sequence
+
+from ._store import run_key
+from ._sweep import _cell_task, _need, _plan, reference_of, sweep_cell
+from .constraints import get_constraint
+from .mitigations import Mitigation, get_mitigation
+
+__all__ = ["replica_key", "sweep_group"]
+
+
+def _setup(cell: Mapping, task, choice):
+    """The mitigation's (terms, weights, callbacks), or None when a replica job cannot train them."""
+    from ..train import REPLICA_TERMS
+
+    terms, weights, callbacks = get_mitigation(cell["mitigation"]).setup(cell, task, choice)
+    if callbacks or not all(isinstance(t, REPLICA_TERMS) for t in terms):
+        return None
+    return terms, weights
+
+
+def _signature(terms) -> list:
+    return [(type(t).__name__, sorted((k, repr(v)) for k, v in vars(t).items())) for t in terms]
+
+
+def replica_key(cell: Mapping, *, timed_refs: frozenset = frozenset()) -> str | None:
+    """The key of the replica group ``cell`` joins (its config without the seed), or ``None``: alone.
+
+    Alone are cells of other model families, mitigations that run a whole cell themselves, take
+    further trainer arguments (a robust validation) or schedulers, or train with a term a replica
+    job cannot batch; cells whose constraint reads the reference's time (their budget is a clock);
+    and references in ``timed_refs`` (their measured time sets a time budget).
+    """
+    mitigation = get_mitigation(cell["mitigation"])
+    if (cell["family"] != "mlp" or type(mitigation).run_cell is not Mitigation.run_cell
+            or mitigation.trainer_kwargs(cell) or get_constraint(cell["constraint"]).needs
+            or run_key(cell) in timed_refs):
+        return None
+    task = _cell_task(cell)
+    if any(_setup(cell, task, c) is None for c in mitigation.candidates(cell)):
+        return None
+    return run_key({k: v for k, v in cell.items() if k != "seed"})
+
+
+def sweep_group(cells: Sequence[Mapping], *, derived: Mapping | None = None) -> list[dict]:
+    """Run cells that differ only in their seed; one record per cell, in order.
+
+    Every cell's candidate settings (a reference cell's λ values; a constrained cell's reference
+    pick) become replicas of one :class:`~trustkit.train.ReplicaTrainer` job, each with its cell's
+    seed, split and loss weights; each cell then continues in :func:`sweep_cell` with its trained
+    models. Cells whose plans differ after their constraint's step, or that turn out to need a
+    budget, run one at a time.
+    """
+    from ..train import ReplicaTrainer
+
+    jobs, plans = [], []  # jobs: (cell position, choice, task, terms, weights)
+    for i, cell in enumerate(cells):
+        task = _cell_task(cell)
+        constraint, mitigation = get_constraint(cell["constraint"]), get_mitigation(cell["mitigation"])
+        ref = dict((derived or {}).get(run_key(reference_of(cell)), {}))
+        for key in constraint.needs:
+            _need(ref, key, cell)
+        plan = _plan(cell)
+        constraint.before(cell["level"], plan, cell=cell, task=task, ref=ref)
+        plans.append(plan)
+        choices = mitigation.candidates(cell) if cell["constraint"] == "none" else [ref.get("choice")]
+        for choice in choices:
+            setup = _setup(cell, task, choice)
+            if setup is None:
+                return [sweep_cell(c, derived=derived) for c in cells]
+            jobs.append((i, choice, task, *setup))
+    p0 = plans[0]
+    same = all((p.model_kwargs, p.epochs, p.lr, p.batch_size) == (p0.model_kwargs, p0.epochs, p0.lr, p0.batch_size)
+               and p.budget is None for p in plans)
+    same = (same and all(_signature(j[3]) == _signature(jobs[0][3]) for j in jobs)
+            and len({(len(j[2].train), len(j[2].val)) for j in jobs}) == 1)
+    if not same:
+        return [sweep_cell(c, derived=derived) for c in cells]
+    rt = ReplicaTrainer(seeds=[int(cells[i]["seed"]) for i, *_ in jobs], model=cells[0]["family"],
+                        model_kwargs=p0.model_kwargs, terms=jobs[0][3], weights=[j[4] for j in jobs],
+                        epochs=p0.epochs, lr=p0.lr, batch_size=p0.batch_size, progress=False)
+    records = rt.fit([j[2] for j in jobs])
+    trained: list[dict] = [{} for _ in cells]
+    for (i, choice, _, terms, _), model, record in zip(jobs, rt.models_, records):
+        trained[i][json.dumps(choice)] = (model, record, terms)
+    return [sweep_cell(c, derived=derived, trained=t) for c, t in zip(cells, trained)]
