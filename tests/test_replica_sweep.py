@@ -65,15 +65,15 @@ def test_the_replica_key_groups_seeds_and_leaves_clocks_schedulers_and_attacks_a
     assert key[("erm", "time", 0)] is None  # a budget is a clock
     assert key[("erm", "none", 0)] is None  # this reference's time sets the time level
     assert replica_key(next(c for c in cells if c["mitigation"] == "erm" and c["constraint"] == "none")) is not None
-    assert key[("pgd_at", "epochs", 0)] is None  # the attack runs the model again: trained alone
+    assert key[("pgd_at", "epochs", 0)] == key[("pgd_at", "epochs", 1)] is not None  # each its own attack
     atats = expand_grid({**GRID, "mitigations": ["atats_pid"], "constraints": {"epochs": [0.5]}})
     assert all(replica_key(c) is None for c in atats)  # a scheduler decides per run
 
 
 # -- a whole sweep ------------------------------------------------------------------------------
 def test_a_replica_sweep_writes_what_the_sequential_sweep_writes(tmp_path):
-    grid = {**GRID, "mitigations": ["erm", "fair_penalty"], "seeds": [0, 1, 2, 3],
-            "exclude": [{"mitigation": "fair_penalty", "constraint": "time"}]}
+    grid = {**GRID, "seeds": [0, 1, 2, 3],
+            "exclude": [{"mitigation": "fair_penalty", "constraint": "time"}, {"mitigation": "pgd_at", "constraint": "time"}]}
     alone = run_sweep(grid, store=tmp_path / "alone", progress=False, on_error="raise")
     together = run_sweep(grid, store=tmp_path / "together", progress=False, on_error="raise", replicas=True)
     assert len(together) == len(alone) == len(expand_grid(grid)) == len(ResultStore(tmp_path / "together"))
@@ -83,6 +83,7 @@ def test_a_replica_sweep_writes_what_the_sequential_sweep_writes(tmp_path):
     assert set(t.index[shared].get_level_values("constraint")) == {"epochs", "prune_structured", "none"}
     assert (t.loc[("fair_penalty", "none"), "replicas"] == 8).all()
     assert (t.loc[("erm", "none"), "replicas"] == 1).all() and (t.loc[("erm", "time"), "replicas"] == 1).all()
+    assert (t.loc[("pgd_at", "epochs"), "replicas"] == 4).all()
     untimed = t.index.get_level_values("constraint") != "time"
     assert t.loc[untimed, "trained"].all()
     # the same λ picked on validation, and the same test numbers within rounding (not the clock-bound cells)

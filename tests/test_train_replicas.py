@@ -68,11 +68,32 @@ def test_a_replica_that_stops_early_leaves_the_others_as_they_were():
 
 def test_what_replicas_cannot_train_is_refused_with_the_way_out():
     task = load_german(seed=0)
+    class Entropy:  # a term of the user's own: the trainer knows nothing of how to batch it
+        name = "entropy"
+
+        def __call__(self, model, batch, logits):
+            return -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+
     with pytest.raises(ValueError, match="one at a time with Trainer"):
-        ReplicaTrainer(seeds=[0, 1], terms=[CrossEntropy(), AdversarialLoss(eps=0.1)])
+        ReplicaTrainer(seeds=[0, 1], terms=[CrossEntropy(), Entropy()])
     with pytest.raises(ValueError, match="one per replica"):
         ReplicaTrainer(seeds=[0, 1], epochs=[1, 2, 3])
     with pytest.raises(TypeError, match="seeds must be a non-empty sequence"):
         ReplicaTrainer(seeds=3)
     with pytest.raises(ValueError, match="same number of rows"):
         ReplicaTrainer(seeds=[0, 1], epochs=1, progress=False).fit([task, load_german(seed=1, val_size=0.3)])
+
+
+def test_adversarial_replicas_match_separate_fits_each_with_its_own_random_starts():
+    task = load_compas(seed=0)
+    kw = dict(model_kwargs={"hidden": 16}, epochs=2, batch_size=128, weights={"rob": 1.0})
+
+    def terms(seed):
+        return [CrossEntropy(), AdversarialLoss(eps=0.1, steps=2, seed=seed)]
+
+    rt = ReplicaTrainer(seeds=[0, 1], terms=[terms(0), terms(1)], progress=False, **kw)
+    records = rt.fit(task)
+    for r in range(2):
+        _same_run(records[r], rt.models_[r], *_separate(task, r, terms=terms(r), **kw))
+    with pytest.raises(ValueError, match="same kinds with the same settings"):
+        ReplicaTrainer(seeds=[0, 1], terms=[terms(0), [CrossEntropy(), AdversarialLoss(eps=0.2, seed=1)]])

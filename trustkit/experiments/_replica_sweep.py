@@ -1,7 +1,7 @@
 """Sweep cells that differ only in their seed, trained as one replica job.
 
 A sweep's evidence is the same cell over many seeds. :func:`replica_key` says which cells can share
-a :class:`~trustkit.train.ReplicaTrainer` job (a plain MLP, no budget, no schedulers, loss terms a
+a :class:`~trustkit.train.ReplicaTrainer` job (an MLP, no budget, no schedulers, loss terms a
 replica job batches); :func:`sweep_group` trains every candidate setting of every cell of a group
 in one job and hands each cell its models, so :func:`~trustkit.experiments.sweep_cell` goes on
 from there (constraint steps, test profile, post-processing) exactly as for a cell trained alone.
@@ -32,7 +32,9 @@ def _setup(cell: Mapping, task, choice):
 
 
 def _signature(terms) -> list:
-    return [(type(t).__name__, sorted((k, repr(v)) for k, v in vars(t).items())) for t in terms]
+    from ..train._replicas import _settings_of
+
+    return [(type(t), _settings_of(t)) for t in terms]
 
 
 def replica_key(cell: Mapping, *, timed_refs: frozenset = frozenset()) -> str | None:
@@ -40,7 +42,7 @@ def replica_key(cell: Mapping, *, timed_refs: frozenset = frozenset()) -> str | 
 
     Alone are cells of other model families, mitigations that run a whole cell themselves, take
     further trainer arguments (a robust validation) or schedulers, or train with a term a replica
-    job cannot batch; cells whose constraint reads the reference's time (their budget is a clock);
+    job cannot batch (cross-entropy, the fairness penalty and adversarial training it can); cells whose constraint reads the reference's time (their budget is a clock);
     and references in ``timed_refs`` (their measured time sets a time budget).
     """
     mitigation = get_mitigation(cell["mitigation"])
@@ -89,7 +91,7 @@ def sweep_group(cells: Sequence[Mapping], *, derived: Mapping | None = None) -> 
     if not same:
         return [sweep_cell(c, derived=derived) for c in cells]
     rt = ReplicaTrainer(seeds=[int(cells[i]["seed"]) for i, *_ in jobs], model=cells[0]["family"],
-                        model_kwargs=p0.model_kwargs, terms=jobs[0][3], weights=[j[4] for j in jobs],
+                        model_kwargs=p0.model_kwargs, terms=[j[3] for j in jobs], weights=[j[4] for j in jobs],
                         epochs=p0.epochs, lr=p0.lr, batch_size=p0.batch_size, progress=False)
     records = rt.fit([j[2] for j in jobs])
     trained: list[dict] = [{} for _ in cells]

@@ -158,7 +158,7 @@ def pgd(
     random_start: bool = True,
     bounds=(0.0, 1.0),
     mask=None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     r"""Projected gradient descent in the ℓ∞ ball of radius ε (Madry et al. 2018).
 
@@ -169,7 +169,9 @@ def pgd(
     The attack runs on the model's device (``x`` and ``y`` are moved there); the result is on
     ``x``'s device. The random start is drawn from ``generator`` on the generator's own device and
     then moved, so a seed gives the same start whatever the model's device (on the meta device of
-    a FLOP count the start is drawn there, and the generator is left untouched).
+    a FLOP count the start is drawn there, and the generator is left untouched). A sequence of
+    generators draws the start of each slice ``x[i]`` from its own one, as ``len(generator)``
+    separate attacks on ``x[i]`` would (replicas attacked at once).
     """
     check_positive("eps", eps)
     check_int("steps", steps, minimum=1)
@@ -179,6 +181,11 @@ def pgd(
     if random_start:
         if x0.device.type == "meta" or generator is None:
             noise = torch.rand(x0.shape, dtype=x0.dtype, device=x0.device)
+        elif isinstance(generator, (list, tuple)):
+            if len(generator) != len(x0):
+                raise ValueError(f"generator: one per slice of x ({len(x0)}); got {len(generator)}")
+            noise = torch.stack([torch.rand(x0.shape[1:], generator=g, dtype=x0.dtype, device=g.device)
+                                 for g in generator]).to(x0.device)
         else:
             noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device=generator.device).to(x0.device)
         noise = noise * 2 - 1

@@ -26,14 +26,14 @@ from .._validation import check_int, resolve_device
 from ..budget import Meter
 from ..data import Task
 from ..metrics import check_metrics, compute_metrics, default_metrics, evaluate
-from ._terms import Batch, CrossEntropy, FairnessPenalty
+from ._terms import AdversarialLoss, Batch, CrossEntropy, FairnessPenalty
 from ._trainer import OPTIMIZERS, EpochRecord, RunRecord, Trainer, _Batches
 
 __all__ = ["ReplicaTrainer", "REPLICA_TERMS"]
 
-#: loss terms a replica job can train with: they read only the logits and the batch (a term that
-#: runs the model again, such as adversarial training, is trained one fit at a time)
-REPLICA_TERMS = (CrossEntropy, FairnessPenalty)
+#: loss terms a replica job can train with: the logits and the batch (cross-entropy, the fairness
+#: penalty), or the stacked model run again on each replica's own attack (adversarial training)
+REPLICA_TERMS = (CrossEntropy, FairnessPenalty, AdversarialLoss)
 
 
 class ReplicaTrainer:
@@ -51,8 +51,11 @@ class ReplicaTrainer:
         One per replica.
     model, model_kwargs, optimizer, lr, weight_decay, batch_size, metrics, device
         As for :class:`~trustkit.train.Trainer`; ``model`` must be a model name.
-    terms : sequence of LossTerm, optional
-        Shared by every replica; :data:`REPLICA_TERMS` only (default ``[CrossEntropy()]``).
+    terms : sequence of LossTerm, or one such sequence per replica, optional
+        :data:`REPLICA_TERMS` only (default ``[CrossEntropy()]``). One list is copied for each
+        replica; lists per replica must hold the same kinds of terms with the same settings (an
+        adversarial term's seed may differ). Each replica's adversarial term draws its random
+        starts from its own generator, as in a separate fit.
     weights : mapping or sequence of mappings, optional
         The terms' weights, one mapping for all replicas or one per replica (e.g. λ values).
     epochs : int or sequence of int
@@ -83,13 +86,8 @@ class ReplicaTrainer:
         R = len(self.seeds)
         if not isinstance(model, str):
             raise TypeError(f"a replica job builds its models by name (e.g. 'mlp'); got {type(model).__name__}")
-        self.terms = list(terms) if terms is not None else [CrossEntropy()]
-        for t in self.terms:
-            if not isinstance(t, REPLICA_TERMS):
-                raise ValueError(f"replicas train with the terms {[c.__name__ for c in REPLICA_TERMS]}; got "
-                                 f"{type(t).__name__}: fit runs with it one at a time with Trainer")
-            if isinstance(t, CrossEntropy) and t.cell_weights is not None:
-                raise ValueError("replicas train with an unweighted CrossEntropy (cell_weights=None)")
+        self.replica_terms = _replica_terms(terms, R)
+        self.terms = self.replica_terms[0]
         if weights is None or isinstance(weights, Mapping):
             weights = [weights] * R
         weights = list(weights)
@@ -103,10 +101,10 @@ class ReplicaTrainer:
         if (model_kwargs or {}).get("dropout"):
             raise ValueError("replicas train without dropout (its random masks would differ from separate fits)")
         # one Trainer per replica: it checks the arguments, builds the model, names the config
-        self._trainers = [Trainer(model=model, model_kwargs=model_kwargs, terms=self.terms, weights=w,
+        self._trainers = [Trainer(model=model, model_kwargs=model_kwargs, terms=ts, weights=w,
                                   optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                                   epochs=e, seed=s, metrics=metrics, progress=False, device=device)
-                          for s, w, e in zip(self.seeds, weights, epochs_list)]
+                          for s, ts, w, e in zip(self.seeds, self.replica_terms, weights, epochs_list)]
         self.epochs = [t.epochs for t in self._trainers]
         self.batch_size = self._trainers[0].batch_size
         self.device = resolve_device(device)
@@ -150,6 +148,12 @@ class ReplicaTrainer:
 
         R, device, trainers = len(self.seeds), self.device, self._trainers
         meter = Meter().start()
+        for r, ts in enumerate(self.replica_terms):  # as each separate fit would: the task's geometry, the seed
+            for t in ts:
+                if hasattr(t, "bind"):
+                    t.bind(tasks[r])
+                if hasattr(t, "reset"):
+                    t.reset(self.seeds[r])
         models = [tr.build_model(task).to(device) for tr, task in zip(trainers, tasks)]
         params, buffers = stack_module_state(models)
         base = copy.deepcopy(models[0]).to("meta")
@@ -174,7 +178,6 @@ class ReplicaTrainer:
         rows = torch.arange(R, device=device)[:, None]
         weights = [dict(tr.weights) for tr in trainers]
         w_of = {t.name: torch.tensor([w.get(t.name, 0.0) for w in weights], device=device) for t in self.terms}
-        ce_alone = [sum(1 for k, v in w.items() if v) == 1 and w.get("ce", 0.0) == 1.0 for w in weights]
         k = min(self.batch_size, n)
         probe = Batch(x=torch.as_tensor(tasks[0].train.X[:k]), y=torch.zeros(k, dtype=torch.long),
                       a=torch.zeros(k, dtype=torch.long) if has_a else None, idx=torch.arange(k))
@@ -204,7 +207,8 @@ class ReplicaTrainer:
                 xb = X[idx] if shared else X[rows, idx]
                 yb, ab = y[rows, idx], (a[rows, idx] if has_a else None)
                 logits = batched_forward(params, buffers, xb)  # (R, B, C)
-                per = self._losses(logits, yb, ab, idx, w_of, ce_alone)
+                per = self._losses(logits, xb, yb, ab, idx, w_of,
+                                   lambda x: batched_forward(params, buffers, x))
                 optimizer.zero_grad(set_to_none=True)
                 per.sum().backward()
                 optimizer.step()
@@ -258,23 +262,43 @@ class ReplicaTrainer:
             out[r] = compute_metrics(metrics, tasks[r].val.y, probs, tasks[r].val.a)
         return out
 
-    def _losses(self, logits, yb, ab, idx, w_of, ce_alone) -> torch.Tensor:
+    def _losses(self, logits, xb, yb, ab, idx, w_of, forward) -> torch.Tensor:
         """Each replica's loss, (R,): its terms weighted as a separate fit weighs them."""
         R, B, C = logits.shape
         total = logits.new_zeros(R)
-        for term in self.terms:
+        for j, term in enumerate(self.terms):
             w = w_of[term.name]
             if not bool((w > 0).any()):
                 continue
             if isinstance(term, CrossEntropy):
                 value = F.cross_entropy(logits.reshape(R * B, C), yb.reshape(-1), reduction="none",
                                         label_smoothing=term.label_smoothing).reshape(R, B).mean(1)
+            elif isinstance(term, AdversarialLoss):  # each replica's attack from its own random start
+                x_adv = self._perturb([ts[j] for ts in self.replica_terms], forward, xb, yb)
+                value = F.cross_entropy(forward(x_adv).reshape(R * B, C), yb.reshape(-1),
+                                        reduction="none").reshape(R, B).mean(1)
             else:  # O(batch) per replica, on the shared forward pass's logits
                 value = torch.stack([term(None, Batch(x=None, y=yb[r], a=None if ab is None else ab[r], idx=idx[r]),
                                           logits[r]) if float(w[r]) > 0 else logits.new_zeros(())
                                      for r in range(R)])
             total = total + torch.where(w > 0, w * value, torch.zeros_like(value))
         return total
+
+    @staticmethod
+    def _perturb(advs, forward, xb, yb) -> torch.Tensor:
+        """The attack of :class:`AdversarialLoss` on every replica at once: (R, B, ...) inputs."""
+        from ..metrics import pgd
+
+        t = advs[0]
+        t._check()
+        bounds, mask = t.geometry()
+        if t.attack == "fgsm_rs":
+            steps, alpha = 1, 1.25 * t.eps if t.step_size is None else t.step_size
+        else:
+            steps, alpha = t.steps, t.step_size
+        model = _Stacked(forward)
+        return pgd(model, xb, yb.reshape(-1), t.eps, steps=steps, step_size=alpha, bounds=bounds,
+                   mask=None if mask is None else mask.to(xb.device), generator=[a._gen for a in advs])
 
     def _record(self, r, task, model, history, meter, metrics) -> RunRecord:
         tr = self._trainers[r]
@@ -287,6 +311,48 @@ class ReplicaTrainer:
                          epochs=list(history), test=test, usage=usage, budget=tr.budget.to_dict(),
                          budget_fraction={k: None for k in ("time_s", "memory_mb", "max_params", "flops")},
                          stopped_by="epochs")
+
+
+def _settings_of(term) -> list:
+    """What must be equal for replicas to batch a term: its public settings (not its seed)."""
+    return sorted((k, repr(v)) for k, v in vars(term).items() if not k.startswith("_") and k != "seed")
+
+
+def _replica_terms(terms, R: int) -> list[list]:
+    """One list of terms per replica: ``terms`` given per replica, or one list copied for each
+    (a term with state, such as the attack's random generator, is then each replica's own)."""
+    if terms is None:
+        terms = [CrossEntropy()]
+    terms = list(terms)
+    per = terms and all(isinstance(t, (list, tuple)) for t in terms)
+    lists = [list(t) for t in terms] if per else [copy.deepcopy(terms) for _ in range(R)]
+    if len(lists) != R:
+        raise ValueError(f"terms must be one list for all replicas or one list per replica ({R}); got {len(lists)}")
+    first = lists[0]
+    for ts in lists:
+        for t in ts:
+            if not isinstance(t, REPLICA_TERMS):
+                raise ValueError(f"replicas train with the terms {[c.__name__ for c in REPLICA_TERMS]}; got "
+                                 f"{type(t).__name__}: fit runs with it one at a time with Trainer")
+            if isinstance(t, CrossEntropy) and t.cell_weights is not None:
+                raise ValueError("replicas train with an unweighted CrossEntropy (cell_weights=None)")
+        if [(type(t), _settings_of(t)) for t in ts] != [(type(t), _settings_of(t)) for t in first]:
+            raise ValueError("every replica's terms must be the same kinds with the same settings (their seeds "
+                             f"may differ); got {ts} and {first}")
+    return lists
+
+
+class _Stacked(torch.nn.Module):
+    """The replicas as one model for an attack: inputs (R, B, ...) → logits (R·B, C), one row per
+    replica's example, so a cross-entropy over all rows has each replica's gradient in its slice."""
+
+    def __init__(self, forward):
+        super().__init__()
+        self._forward = forward
+
+    def forward(self, x):
+        logits = self._forward(x)
+        return logits.reshape(-1, logits.shape[-1])
 
 
 def _load(model, params, buffers, r: int) -> None:
