@@ -94,3 +94,22 @@ def test_stored_runs_of_an_earlier_selector_are_not_reused(tmp_path):
     old = {k: v for k, v in cfg.items() if k in ("job", "dataset", "method", "seed", "fraction", "value", "lam",
                                                    "select_epochs", "train_epochs")}
     assert run_key(old) not in {p.stem for p in tmp_path.iterdir()}
+
+
+def test_seeds_retrained_as_replicas_give_the_rows_of_separate_retraining(tmp_path):
+    from trustkit.experiments import selection_comparison
+
+    kw = dict(methods=["whole", "random", "threshold"], fraction=0.5, seeds=[0, 1, 2], select_epochs=2,
+              train_epochs=4, progress=False)
+    alone = selection_comparison("german", store=tmp_path / "alone", **kw)
+    together = selection_comparison("german", store=tmp_path / "together", replicas=True, **kw)
+    assert together[["method", "seed"]].values.tolist() == alone[["method", "seed"]].values.tolist()
+    by = together.set_index("method")
+    assert (by.loc[["whole", "random"], "replicas"] == 3).all()
+    assert (alone.loc[alone["method"] != "threshold", "replicas"] == 1).all()
+    assert "replicas" not in alone.columns or alone.loc[alone["method"] == "threshold", "replicas"].isna().all()
+    assert together["n_train"].tolist() == alone["n_train"].tolist()
+    for col in ("accuracy", "eo_gap", "dp_gap", "class_shift"):
+        np.testing.assert_allclose(together[col].to_numpy(float), alone[col].to_numpy(float), atol=0.01, err_msg=col)
+    with pytest.raises(TypeError, match="replicas must be True or False"):
+        selection_comparison("german", replicas=1, progress=False)

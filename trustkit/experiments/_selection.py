@@ -12,7 +12,7 @@ from .._validation import check_choice, check_int
 from ..data import DATASETS, load_task
 from ..train import Trainer, plain_loop
 from ._overview import QUICK_CORRUPTIONS
-from ._store import ResultStore, run_grid
+from ._store import ResultStore, run_grid, run_key
 
 __all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
            "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance",
@@ -63,7 +63,9 @@ def subset_balance(y_subset, y_train) -> dict:
             "class_balance": min(pos, n - pos) / max(pos, n - pos)}
 
 
-def _selection_run(cfg: Mapping) -> dict:
+def _selected(cfg: Mapping):
+    """(task, the subset's task, what the selection measured) of a run; the subset is ``None`` for
+    fairlearn's references, whose measurements are the whole result."""
     import time
     import warnings
 
@@ -72,8 +74,8 @@ def _selection_run(cfg: Mapping) -> dict:
     task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
     if cfg["method"] in REFERENCE_METHODS:
         m = fairlearn_reference(task, method=cfg["method"], seed=cfg["seed"])
-        return {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train),
-                **subset_balance(task.train.y, task.train.y)}
+        return task, None, {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train),
+                            **subset_balance(task.train.y, task.train.y)}
     t_plain = None
     if cfg["method"] != "whole":  # the plain loop of the selector's epochs, to express selection time as a multiple of it
         t0 = time.perf_counter()
@@ -86,12 +88,47 @@ def _selection_run(cfg: Mapping) -> dict:
                                   epochs=cfg["select_epochs"], seed=cfg["seed"])
     t_select = time.perf_counter() - t0
     sub = task if idx is None else subset_task(task, idx)
-    r = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False).fit(sub)
+    return task, sub, {"select_x": 0.0 if t_plain is None else t_select / t_plain, **diag}
+
+
+def _retrained(task, sub, r, measured: Mapping) -> dict:
     val = r.epochs[-1].val if r.epochs else {}
-    return {**r.test, "error": 1 - r.test["accuracy"], "select_x": 0.0 if t_plain is None else t_select / t_plain,
-            "n_train": len(sub.train), **subset_balance(sub.train.y, task.train.y), **diag,
+    return {**r.test, "error": 1 - r.test["accuracy"], "select_x": measured["select_x"],
+            "n_train": len(sub.train), **subset_balance(sub.train.y, task.train.y),
+            **{k: v for k, v in measured.items() if k != "select_x"},
             **{f"val_{k}": val[k] for k in ("eo_gap", "dp_gap") if k in val},
-            "val_error": 1 - val["accuracy"] if "accuracy" in val else float("nan")}
+            "val_error": 1 - val["accuracy"] if "accuracy" in val else float("nan"),
+            "replicas": int(r.usage.get("replicas", 1))}
+
+
+def _selection_run(cfg: Mapping) -> dict:
+    task, sub, measured = _selected(cfg)
+    if sub is None:
+        return measured
+    r = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False).fit(sub)
+    return _retrained(task, sub, r, measured)
+
+
+def _selection_key(cfg: Mapping) -> str | None:
+    """Runs that differ only in their seed retrain as one replica job (not fairlearn's references)."""
+    if cfg["method"] in REFERENCE_METHODS:
+        return None
+    return run_key({k: v for k, v in cfg.items() if k != "seed"})
+
+
+def _selection_group(cfgs: Sequence[Mapping]) -> list[dict]:
+    """Each run's selection on its own, then every subset retrained at once as replicas (one per seed)."""
+    from ..train import ReplicaTrainer
+
+    parts = [_selected(c) for c in cfgs]
+    subs = [sub for _, sub, _ in parts]
+    if len({(len(s.train), len(s.val)) for s in subs}) != 1:  # subsets of different sizes: one at a time
+        records = [Trainer(model="mlp", epochs=c["train_epochs"], lr=3e-3, seed=c["seed"], progress=False).fit(s)
+                   for c, s in zip(cfgs, subs)]
+    else:
+        records = ReplicaTrainer(seeds=[int(c["seed"]) for c in cfgs], model="mlp", epochs=cfgs[0]["train_epochs"],
+                                 lr=3e-3, progress=False).fit(subs)
+    return [_retrained(task, sub, r, measured) for (task, sub, measured), r in zip(parts, records)]
 
 
 def selection_comparison(
@@ -108,6 +145,7 @@ def selection_comparison(
     store: ResultStore | str | None = None,
     progress: bool = True,
     executor: str = "sequential", workers: int | None = None, scheduler_address: str | None = None,
+    replicas: bool = False,
 ) -> pd.DataFrame:
     """Select a subset with each method, retrain the MLP on it, and report test metrics per seed.
 
@@ -123,8 +161,14 @@ def selection_comparison(
     row also gives the class make-up of its training subset (:func:`subset_balance`), so a
     selection that mostly keeps one class is visible; :func:`class_balance_reading` turns those
     columns into sentences.
+
+    With ``replicas=True`` the seeds of a method select one by one and then retrain their subsets
+    as one :class:`~trustkit.train.ReplicaTrainer` job (``replicas`` in each row says how many
+    shared it); the rows equal those of separate retraining within rounding.
     """
     check_choice("dataset", dataset, DATASETS)
+    if not isinstance(replicas, bool):
+        raise TypeError(f"replicas must be True or False; got {replicas!r}")
     for m in methods:
         check_choice("method", m, SELECTION_METHODS + REFERENCE_METHODS)
     if isinstance(store, (str, os.PathLike)):
@@ -139,8 +183,9 @@ def selection_comparison(
                 if dataset_kwargs:
                     cfg["loader"] = dict(dataset_kwargs)
                 configs.append(cfg)
+    group = dict(group_by=_selection_key, run_group=_selection_group) if replicas else {}
     df = run_grid(configs, _selection_run, store=store, progress=progress, desc="selection runs",
-                    executor=executor, workers=workers, scheduler_address=scheduler_address)
+                  executor=executor, workers=workers, scheduler_address=scheduler_address, **group)
     df["label"] = [m if lam is None or m not in _LAMBDA_METHODS else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
     return df
 
