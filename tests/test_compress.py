@@ -188,6 +188,18 @@ def test_inference_cost_reports_latency_throughput_and_activation_memory():
         inference_cost(model, (10,), batch_sizes=(0,))
 
 
+def test_inference_latency_grows_with_the_work_of_a_call_and_threads_come_back():
+    before = torch.get_num_threads()
+    threads = 2 if before == 1 else 1
+    small = nn.Sequential(nn.Linear(10, 4), nn.ReLU(), nn.Linear(4, 2))
+    big = nn.Sequential(nn.Linear(10, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 2))
+    lat = {name: inference_cost(m, (10,), batch_sizes=(256,), min_run_time=0.02, threads=threads)["latency_ms@256"]
+           for name, m in (("small", small), ("big", big))}
+    # the big model does ~2,000 times the multiplications of the small one: far more than timing noise
+    assert lat["big"] > 10 * lat["small"]
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a missing GPU")
 def test_compression_refuses_a_device_that_is_not_there(compas_task):
     model = make_model("mlp", input_shape=(5,), n_classes=2)
