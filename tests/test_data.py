@@ -590,3 +590,18 @@ def test_overview_of_your_own_table_points_to_writing_a_card(tmp_path):
     cards = dict(zip(sizes["task"], sizes["card"]))
     assert cards["german"] == "data_cards/german.md" and (CARDS / "german.md").is_file()
     assert cards[sizes["task"][0]].startswith("none shipped") and "data_cards/README.md" in cards[sizes["task"][0]]
+
+
+def test_a_table_is_parsed_once_per_file_version_and_each_caller_gets_its_own_copy(tmp_path):
+    import os
+
+    from trustkit.data._tabular import _read_csv
+
+    f = tmp_path / "t.csv"
+    f.write_text("a,b\n1,2\n")
+    first = _read_csv(f)
+    first.loc[0, "a"] = 99  # a caller changing its frame changes no one else's
+    assert _read_csv(f).loc[0, "a"] == 1
+    f.write_text("a,b\n3,4\n")
+    os.utime(f, ns=(1, 10**18))  # another version of the file: read again
+    assert _read_csv(f).loc[0, "a"] == 3

@@ -9,7 +9,10 @@ the preprocessed table documented in ``data_cards/``; each ``load_*`` turns it i
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,18 @@ def data_file(relative: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, kwargs: str) -> pd.DataFrame:
+    return pd.read_csv(path, **json.loads(kwargs))
+
+
+def _read_csv(path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` parsed once per process and file version (a sweep loads a table once per
+    seed), returned as a copy the caller may change."""
+    path = str(path)
+    return _parsed(path, os.stat(path).st_mtime_ns, json.dumps(kwargs, sort_keys=True)).copy()
+
+
 ADULT_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
     "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
@@ -70,7 +85,7 @@ def adult_frame() -> pd.DataFrame:
     """
     parts = []
     for fname, skip in (("adult/adult.data", 0), ("adult/adult.test", 1)):
-        part = pd.read_csv(
+        part = _read_csv(
             data_file(fname), names=ADULT_COLUMNS, skiprows=skip, skipinitialspace=True,
             na_values="?", sep=",",
         )
@@ -89,7 +104,7 @@ def compas_frame() -> pd.DataFrame:
     ``is_recid != -1``, ``c_charge_degree != "O"``, ``score_text != "N/A"``. Features are the
     defendant's demographics and criminal history; the COMPAS score itself is not a feature.
     """
-    raw = pd.read_csv(data_file("compas/compas-scores-two-years.csv"))
+    raw = _read_csv(data_file("compas/compas-scores-two-years.csv"))
     keep = (
         raw["days_b_screening_arrest"].between(-30, 30)
         & (raw["is_recid"] != -1)
@@ -119,7 +134,7 @@ def german_frame() -> pd.DataFrame:
     then dropped because it encodes sex; ``age_group`` is ``"young"`` (age <= 25) or ``"older"``
     (Kamiran & Calders' split). ``credit`` is ``"good"`` or ``"bad"``.
     """
-    df = pd.read_csv(data_file("german/german.data"), sep=r"\s+", header=None, names=GERMAN_COLUMNS)
+    df = _read_csv(data_file("german/german.data"), sep=r"\s+", header=None, names=GERMAN_COLUMNS)
     df["sex"] = df["personal_status"].map(_GERMAN_SEX)
     df["age_group"] = np.where(df["age"] <= 25, "young", "older")
     df["credit"] = df["credit"].map({1: "good", 2: "bad"})
