@@ -162,7 +162,8 @@ class ReplicaTrainer:
             return functional_call(base, (p, b), (x,))
 
         batched_forward = vmap(forward)
-        optimizer = trainers[0]._make_optimizer(list(params.values()))  # element-wise: each slice as its own model
+        # element-wise (each slice as its own model), fused: a handful of large stacked tensors
+        optimizer = trainers[0]._make_optimizer(list(params.values()), fused=True)
         shared = all(t is tasks[0] for t in tasks)
         Xs = [torch.as_tensor(t.train.X).to(device) for t in (tasks[:1] if shared else tasks)]
         X = Xs[0] if shared else torch.stack(Xs)

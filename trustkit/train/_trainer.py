@@ -472,14 +472,16 @@ class Trainer:
             torch.manual_seed(self.seed)
             return self.model(task, self.seed)
 
-    def _make_optimizer(self, model) -> torch.optim.Optimizer:
-        """The optimiser over ``model``'s parameters (or an iterable of tensors)."""
+    def _make_optimizer(self, model, *, fused: bool = False) -> torch.optim.Optimizer:
+        """The optimiser over ``model``'s parameters (or an iterable of tensors); ``fused``: one
+        kernel per step for all tensors (the same update, rounded in another order)."""
         params = model.parameters() if isinstance(model, torch.nn.Module) else model
+        kw = {"fused": True} if fused else {}
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, **kw)
         if self.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, **kw)
+        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay, **kw)
 
     def _loss(self, model, batch: Batch, weights: Mapping[str, float], terms=None) -> tuple[torch.Tensor, dict]:
         logits = model(batch.x)
