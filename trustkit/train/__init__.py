@@ -29,7 +29,9 @@ from ._reference import plain_loop
 from ._replicas import REPLICA_TERMS, ReplicaTrainer
 from ._surrogates import cell_loss_gap, soft_dp_gap, soft_eo_gap
 from ._terms import ATTACKS, FAIRNESS_SURROGATES, AdversarialLoss, Batch, CrossEntropy, FairnessPenalty, LossTerm
-from ._trainer import OPTIMIZERS, Callback, EpochRecord, RobustEval, RunRecord, Trainer, TrainState
+from ._records import Callback, EpochRecord, RunRecord, TrainState
+from ._trainer import OPTIMIZERS, Trainer
+from ._validation import RobustEval
 
 __all__ = [
     "Trainer", "Callback", "TrainState", "EpochRecord", "RunRecord", "RobustEval", "OPTIMIZERS",

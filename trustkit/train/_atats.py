@@ -28,7 +28,7 @@ import torch
 from .._validation import check_int, check_positive
 from ._schedulers import Action, Scheduler, _check_nonneg, fair_gain, rob_gain
 from ._terms import ATTACKS
-from ._trainer import TrainState
+from ._records import TrainState
 
 __all__ = ["atats_state", "STATE_FEATURES", "RulePolicy", "PIDPolicy", "BanditPolicy", "BanditAction"]
 

@@ -27,7 +27,9 @@ from ..budget import Meter
 from ..data import Task
 from ..metrics import check_metrics, compute_metrics, default_metrics, evaluate
 from ._terms import AdversarialLoss, Batch, CrossEntropy, FairnessPenalty
-from ._trainer import OPTIMIZERS, EpochRecord, RunRecord, Trainer, _Batches
+from ._loop import _Batches
+from ._records import EpochRecord, RunRecord
+from ._trainer import OPTIMIZERS, Trainer
 
 __all__ = ["ReplicaTrainer", "REPLICA_TERMS"]
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import _suggest, check_fraction, check_int
-from ._trainer import Callback, EpochRecord, TrainState
+from ._records import Callback, EpochRecord, TrainState
 
 __all__ = [
     "Action", "Scheduler", "StaticLambda", "PeriodicFairness", "DynamicLambda", "Allocation",
