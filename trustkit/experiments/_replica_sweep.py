@@ -62,8 +62,9 @@ def sweep_group(cells: Sequence[Mapping], *, derived: Mapping | None = None) -> 
     Every cell's candidate settings (a reference cell's λ values; a constrained cell's reference
     pick) become replicas of one :class:`~trustkit.train.ReplicaTrainer` job, each with its cell's
     seed, split and loss weights; each cell then continues in :func:`sweep_cell` with its trained
-    models. Cells whose plans differ after their constraint's step, or that turn out to need a
-    budget, run one at a time.
+    models. Cells whose plans differ after their constraint's step, that turn out to need a
+    budget, or whose splits differ in size or in columns (a category absent from one seed's
+    training split gives its one-hot table a column fewer), run one at a time.
     """
     from ..train import ReplicaTrainer
 
@@ -87,7 +88,7 @@ def sweep_group(cells: Sequence[Mapping], *, derived: Mapping | None = None) -> 
     same = all((p.model_kwargs, p.epochs, p.lr, p.batch_size) == (p0.model_kwargs, p0.epochs, p0.lr, p0.batch_size)
                and p.budget is None for p in plans)
     same = (same and all(_signature(j[3]) == _signature(jobs[0][3]) for j in jobs)
-            and len({(len(j[2].train), len(j[2].val)) for j in jobs}) == 1)
+            and len({(len(j[2].train), len(j[2].val), j[2].input_shape, j[2].n_classes) for j in jobs}) == 1)
     if not same:
         return [sweep_cell(c, derived=derived) for c in cells]
     rt = ReplicaTrainer(seeds=[int(cells[i]["seed"]) for i, *_ in jobs], model=cells[0]["family"],

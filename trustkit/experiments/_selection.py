@@ -122,7 +122,7 @@ def _selection_group(cfgs: Sequence[Mapping]) -> list[dict]:
 
     parts = [_selected(c) for c in cfgs]
     subs = [sub for _, sub, _ in parts]
-    if len({(len(s.train), len(s.val)) for s in subs}) != 1:  # subsets of different sizes: one at a time
+    if len({(len(s.train), len(s.val), s.input_shape) for s in subs}) != 1:  # other sizes or columns: one at a time
         records = [Trainer(model="mlp", epochs=c["train_epochs"], lr=3e-3, seed=c["seed"], progress=False).fit(s)
                    for c, s in zip(cfgs, subs)]
     else:
