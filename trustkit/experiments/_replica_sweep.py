@@ -62,13 +62,15 @@ def sweep_group(cells: Sequence[Mapping], *, derived: Mapping | None = None) -> 
     Every cell's candidate settings (a reference cell's λ values; a constrained cell's reference
     pick) become replicas of one :class:`~trustkit.train.ReplicaTrainer` job, each with its cell's
     seed, split and loss weights; each cell then continues in :func:`sweep_cell` with its trained
-    models. Cells whose plans differ after their constraint's step, that turn out to need a
-    budget, or whose splits differ in size or in columns (a category absent from one seed's
-    training split gives its one-hot table a column fewer), run one at a time.
+    models. Only jobs with the same plan after their constraint's step, the same split sizes and
+    columns (a category absent from one seed's training split gives its one-hot table a column
+    fewer) and the same terms step together; a job left alone, or one that needs a budget, is
+    trained by :func:`sweep_cell` as usual.
     """
     from ..train import ReplicaTrainer
 
-    jobs, plans = [], []  # jobs: (cell position, choice, task, terms, weights)
+    # jobs that can step together share a key: the plan, the split's sizes and columns, the terms
+    together: dict[tuple, list] = {}  # key -> [(cell position, choice, task, terms, weights, plan)]
     for i, cell in enumerate(cells):
         task = _cell_task(cell)
         constraint, mitigation = get_constraint(cell["constraint"]), get_mitigation(cell["mitigation"])
@@ -77,25 +79,25 @@ def sweep_group(cells: Sequence[Mapping], *, derived: Mapping | None = None) -> 
             _need(ref, key, cell)
         plan = _plan(cell)
         constraint.before(cell["level"], plan, cell=cell, task=task, ref=ref)
-        plans.append(plan)
+        if plan.budget is not None:
+            continue
         choices = mitigation.candidates(cell) if cell["constraint"] == "none" else [ref.get("choice")]
         for choice in choices:
             setup = _setup(cell, task, choice)
             if setup is None:
-                return [sweep_cell(c, derived=derived) for c in cells]
-            jobs.append((i, choice, task, *setup))
-    p0 = plans[0]
-    same = all((p.model_kwargs, p.epochs, p.lr, p.batch_size) == (p0.model_kwargs, p0.epochs, p0.lr, p0.batch_size)
-               and p.budget is None for p in plans)
-    same = (same and all(_signature(j[3]) == _signature(jobs[0][3]) for j in jobs)
-            and len({(len(j[2].train), len(j[2].val), j[2].input_shape, j[2].n_classes) for j in jobs}) == 1)
-    if not same:
-        return [sweep_cell(c, derived=derived) for c in cells]
-    rt = ReplicaTrainer(seeds=[int(cells[i]["seed"]) for i, *_ in jobs], model=cells[0]["family"],
-                        model_kwargs=p0.model_kwargs, terms=[j[3] for j in jobs], weights=[j[4] for j in jobs],
-                        epochs=p0.epochs, lr=p0.lr, batch_size=p0.batch_size, progress=False)
-    records = rt.fit([j[2] for j in jobs])
+                break
+            key = (json.dumps(plan.model_kwargs, sort_keys=True), plan.epochs, plan.lr, plan.batch_size,
+                   len(task.train), len(task.val), task.input_shape, task.n_classes, repr(_signature(setup[0])))
+            together.setdefault(key, []).append((i, choice, task, *setup, plan))
     trained: list[dict] = [{} for _ in cells]
-    for (i, choice, _, terms, _), model, record in zip(jobs, rt.models_, records):
-        trained[i][json.dumps(choice)] = (model, record, terms)
+    for jobs in together.values():
+        if len(jobs) < 2:  # alone: sweep_cell trains it
+            continue
+        plan = jobs[0][5]
+        rt = ReplicaTrainer(seeds=[int(cells[i]["seed"]) for i, *_ in jobs], model=cells[0]["family"],
+                            model_kwargs=plan.model_kwargs, terms=[j[3] for j in jobs], weights=[j[4] for j in jobs],
+                            epochs=plan.epochs, lr=plan.lr, batch_size=plan.batch_size, progress=False)
+        records = rt.fit([j[2] for j in jobs])
+        for (i, choice, _, terms, _, _), model, record in zip(jobs, rt.models_, records):
+            trained[i][json.dumps(choice)] = (model, record, terms)
     return [sweep_cell(c, derived=derived, trained=t) for c, t in zip(cells, trained)]
