@@ -31,6 +31,7 @@ from ._planted import (PLANTED_BASE, planted_adaptive, planted_selection, plante
                        write_planted_reports)
 from ._overview import QUICK_CORRUPTIONS, erm_overview
 from ._selection import (
+    FIELD_METHODS,
     REFERENCE_METHODS,
     ROBUST_METHODS,
     SELECTION_METHODS,
@@ -54,7 +55,7 @@ from ._sweep import (
 __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "worker_threads", "CONSTRAINTS",
            "MITIGATIONS", "DESIGN_COLUMNS", "grid_file", "expand_grid", "load_grid", "run_sweep", "sweep_cell", "sweep_frame", "sweep_status", "sweep_effects", "sweep_findings", "describe_setting", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
-           "robust_selection_comparison", "ROBUST_METHODS", "selection_tests", "saug_pool", "subset_balance", "class_balance_reading",
+           "FIELD_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "selection_tests", "saug_pool", "subset_balance", "class_balance_reading",
            "SELECTOR_VERSION",
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
            "tests_against_best_static",

@@ -16,23 +16,30 @@ from ._store import ResultStore, run_grid, run_key
 
 __all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
            "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance",
-           "class_balance_reading", "selection_tests"]
+           "class_balance_reading", "selection_tests", "FIELD_METHODS"]
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
 # part of every selection run's config: stored runs of an earlier selector are not reused
 SELECTOR_VERSION = 4
 _LAMBDA_METHODS = ("vtrust", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
+# off-the-shelf selectors (trustkit.select._field); asked for by name, not in the default comparison
+FIELD_METHODS = ("cleanlab", "data_oob", "knn_shapley")
 
 
 def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+fairness", lam: float = 0.5,
                   epochs: int = 10, seed: int = 0) -> tuple[np.ndarray | None, dict]:
-    """Indices chosen by a selection method (``None`` for ``"whole"``) and its diagnostics."""
-    from ..select import VTruST, random_subset, ssfr_subset, tracin_topk
+    """Indices chosen by a selection method (``None`` for ``"whole"``) and its diagnostics.
 
-    check_choice("method", method, SELECTION_METHODS)
+    ``method`` is one of ``SELECTION_METHODS`` or ``FIELD_METHODS`` (which ignore ``value``,
+    ``lam`` and ``epochs``)."""
+    from ..select import FIELD_SELECTORS, VTruST, random_subset, ssfr_subset, tracin_topk
+
+    check_choice("method", method, SELECTION_METHODS + FIELD_METHODS)
     if method == "whole":
         return None, {}
+    if method in FIELD_METHODS:
+        return FIELD_SELECTORS[method](task, fraction, seed=seed), {}
     if method == "random":
         return random_subset(task, fraction, seed=seed), {}
     if method == "ssfr":
@@ -170,7 +177,7 @@ def selection_comparison(
     if not isinstance(replicas, bool):
         raise TypeError(f"replicas must be True or False; got {replicas!r}")
     for m in methods:
-        check_choice("method", m, SELECTION_METHODS + REFERENCE_METHODS)
+        check_choice("method", m, SELECTION_METHODS + FIELD_METHODS + REFERENCE_METHODS)
     if isinstance(store, (str, os.PathLike)):
         store = ResultStore(store)
     configs = []
