@@ -14,7 +14,7 @@ import torch
 from ..budget import StepCost, meta_copy, step_cost
 from ._terms import Batch
 
-__all__ = ["StepClock", "step_cost_of", "cost_key", "BOOKKEEPING_S"]
+__all__ = ["StepClock", "step_cost_of", "step_footprint_mb", "cost_key", "BOOKKEEPING_S"]
 
 #: seconds of record keeping added to every prediction
 BOOKKEEPING_S = 0.005
@@ -59,6 +59,13 @@ def step_cost_of(trainer, model, batch: Batch, weights, cache: dict) -> StepCost
         if shared is not None and len(_STEP_COSTS) < 4096:
             _STEP_COSTS[shared] = (cache[key], seconds)
     return cache[key]
+
+
+def step_footprint_mb(optimizer: str, n_params: int, cost: StepCost | None) -> tuple[float, float]:
+    """Megabytes a training step needs, known before training: (parameters, gradients and the
+    optimiser's state; the activations autograd saves, from ``cost``'s count on the meta device)."""
+    n_state = {"adam": 4, "adamw": 4, "sgd": 3}[optimizer]
+    return n_state * 4 * n_params / (1024 * 1024), 0.0 if cost is None else cost.saved_bytes / (1024 * 1024)
 
 
 class StepClock:

@@ -58,6 +58,7 @@ def validate(trainer, model, task: Task, metrics) -> dict:
         val["robust_accuracy"] = trainer.robust_eval.measure(model, task, "val", seed=trainer.seed)
     return val
 
+
 def validation_cost(trainer, model, task: Task, metrics, *, left_s: float) -> float:
     """Predicted seconds of one validation, measured on one batch instead of the whole split.
 
