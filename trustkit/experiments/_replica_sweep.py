@@ -40,10 +40,11 @@ def _signature(terms) -> list:
 def replica_key(cell: Mapping, *, timed_refs: frozenset = frozenset()) -> str | None:
     """The key of the replica group ``cell`` joins (its config without the seed), or ``None``: alone.
 
-    Alone are cells of other model families, mitigations that run a whole cell themselves, take
+    Alone are cells of other model families; mitigations that run a whole cell themselves, take
     further trainer arguments (a robust validation) or schedulers, or train with a term a replica
-    job cannot batch (cross-entropy, the fairness penalty and adversarial training it can); cells whose constraint reads the reference's time (their budget is a clock);
-    and references in ``timed_refs`` (their measured time sets a time budget).
+    job cannot batch (it batches cross-entropy, the fairness penalty and adversarial training);
+    cells whose constraint reads the reference's time (their budget is a clock); and references
+    in ``timed_refs`` (their measured time sets a time budget).
     """
     mitigation = get_mitigation(cell["mitigation"])
     if (cell["family"] != "mlp" or type(mitigation).run_cell is not Mitigation.run_cell
