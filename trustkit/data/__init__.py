@@ -21,7 +21,10 @@ from ._perturb import (
     CORRUPTIONS,
     corrupt_images,
     feature_noise,
+    NOISE_KINDS,
     flip_labels,
+    noise_group,
+    plant_label_noise,
     with_label_noise,
 )
 from ._registry import (
@@ -56,5 +59,5 @@ __all__ = [
     "load_digits", "load_fashion_mnist", "FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT",
     "load_mnist", "load_cifar10", "resize_images",
     "CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "CORRUPTION_FAMILY", "corrupt_images",
-    "flip_labels", "feature_noise", "with_label_noise",
+    "flip_labels", "feature_noise", "with_label_noise", "plant_label_noise", "noise_group", "NOISE_KINDS",
 ]

@@ -26,7 +26,13 @@ __all__ = [
     "flip_labels",
     "feature_noise",
     "with_label_noise",
+    "plant_label_noise",
+    "noise_group",
+    "NOISE_KINDS",
 ]
+
+#: how :func:`plant_label_noise` chooses the training labels it flips
+NOISE_KINDS = ("uniform", "group")
 
 #: The 15 corruptions of the CIFAR-10-C benchmark, by family.
 CORRUPTION_FAMILY = {
@@ -158,3 +164,72 @@ def with_label_noise(task: Task, rate: float, *, seed: int = 0, splits: Sequence
         changes[name] = s.replace(y=flip_labels(s.y, rate, seed=seed + i, n_classes=task.n_classes))
     notes = dict(task.notes, label_noise={"rate": rate, "seed": seed, "splits": list(splits)})
     return task.replace(notes=notes, **changes)
+
+
+def noise_group(task: Task) -> tuple[np.ndarray, str]:
+    """The training points that ``"group"`` label noise flips within: a boolean mask over
+    ``task.train`` and the group's name.
+
+    With a sensitive attribute it is the *minority* group, the smaller sensitive group of the
+    training split (ties: the lower code): Adult by sex gives ``Female`` (about 32% of the
+    training split), COMPAS by race ``Other`` (about 49%). Without one (digits, MNIST,
+    CIFAR-10) it is the points whose label lies in the lower half of the classes (digits: labels
+    0–4, about half of the split).
+
+    >>> from trustkit.data import load_task
+    >>> mask, name = noise_group(load_task("digits", seed=0))
+    >>> name, round(float(mask.mean()), 2)
+    ('labels 0–4', 0.5)
+    """
+    tr = task.train
+    if tr.a is not None and len(task.group_names):
+        counts = np.bincount(tr.a, minlength=len(task.group_names))
+        g = int(np.argmin(counts))
+        return tr.a == g, f"{task.sensitive}={task.group_names[g]}"
+    half = task.n_classes // 2
+    return tr.y < half, f"labels 0–{half - 1}"
+
+
+def plant_label_noise(task: Task, rate: float, *, kind: str = "uniform", seed: int = 0) -> tuple[Task, np.ndarray]:
+    """Flip training labels at ``rate``; validation and test stay clean.
+
+    ``round(rate · n)`` of the ``n`` training labels are flipped (binary: ``1 - y``; multi-class:
+    a uniformly chosen other class, as :func:`flip_labels` does), so the flipped share of the
+    training split is ``rate`` up to rounding:
+
+    * ``"uniform"``: the flipped points are drawn uniformly from the whole training split (each
+      point is flipped with probability ``rate``, the count fixed);
+    * ``"group"``: they are drawn only from :func:`noise_group` (the minority sensitive group, or
+      the lower half of the classes), each of its points flipped with probability
+      ``rate · n / n_group``. That needs ``rate ≤ n_group / n``; above one half of the group
+      its labels are mostly inverted.
+
+    Returns the noisy task (``notes["label_noise"]`` says what was done) and a boolean mask over
+    ``task.train`` of the flipped points. ``seed`` fixes which points flip.
+
+    >>> from trustkit.data import load_task
+    >>> noisy, flipped = plant_label_noise(load_task("compas", seed=0), 0.2, kind="group", seed=0)
+    >>> round(float(flipped.mean()), 3), noisy.notes["label_noise"]["group"]
+    (0.2, 'race=Other')
+    """
+    check_choice("kind", kind, NOISE_KINDS)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 < rate <= 0.5:
+        raise ValueError(f"rate must be a number in (0, 0.5] (the share of training labels to flip); got {rate!r}")
+    check_int("seed", seed, minimum=0)
+    y = np.asarray(task.train.y).astype(np.int64)
+    n, k = len(y), int(round(rate * len(y)))
+    noisy, group = y.copy(), None
+    if kind == "uniform":
+        noisy = flip_labels(y, rate, seed=seed, n_classes=task.n_classes)
+    else:
+        mask, group = noise_group(task)
+        members = np.flatnonzero(mask)
+        if k > len(members):
+            raise ValueError(f"rate {rate:g} asks for {k} flipped training labels, but the group {group} has "
+                             f"{len(members)} ({len(members) / n:.1%} of the training split); 'group' noise needs "
+                             f"rate <= {len(members) / n:.3f} here")
+        noisy[members] = flip_labels(y[members], k / len(members), seed=seed, n_classes=task.n_classes)
+    flipped = noisy != y
+    notes = dict(task.notes, label_noise={"rate": float(rate), "kind": kind, "seed": int(seed), "group": group,
+                                          "flipped": int(flipped.sum())})
+    return task.replace(train=task.train.replace(y=noisy), notes=notes), flipped

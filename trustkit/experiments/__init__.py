@@ -31,6 +31,8 @@ from ._planted import (PLANTED_BASE, planted_adaptive, planted_selection, plante
                        write_planted_reports)
 from ._overview import QUICK_CORRUPTIONS, erm_overview
 from ._selection import (
+    DEGENERATE_ERROR_MARGIN,
+    DEGENERATE_SHARE,
     FIELD_METHODS,
     REFERENCE_METHODS,
     ROBUST_METHODS,
@@ -45,6 +47,8 @@ from ._selection import (
     selection_explanations,
     selection_tests,
     subset_balance,
+    VARIANT_METHODS,
+    flag_degenerate,
 )
 from ._store import EXECUTORS, ResultStore, RunFailed, run_grid, run_key, worker_threads
 from ._sweep import (
@@ -55,7 +59,8 @@ from ._sweep import (
 __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "worker_threads", "CONSTRAINTS",
            "MITIGATIONS", "DESIGN_COLUMNS", "grid_file", "expand_grid", "load_grid", "run_sweep", "sweep_cell", "sweep_frame", "sweep_status", "sweep_effects", "sweep_findings", "describe_setting", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
-           "FIELD_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "selection_tests", "saug_pool", "subset_balance", "class_balance_reading",
+           "FIELD_METHODS", "VARIANT_METHODS", "flag_degenerate", "DEGENERATE_ERROR_MARGIN", "DEGENERATE_SHARE",
+           "robust_selection_comparison", "ROBUST_METHODS", "selection_tests", "saug_pool", "subset_balance", "class_balance_reading",
            "SELECTOR_VERSION",
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",
            "tests_against_best_static",

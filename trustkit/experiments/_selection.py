@@ -16,26 +16,40 @@ from ._store import ResultStore, run_grid, run_key
 
 __all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
            "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance",
-           "class_balance_reading", "selection_tests", "FIELD_METHODS"]
+           "class_balance_reading", "selection_tests", "FIELD_METHODS", "VARIANT_METHODS", "flag_degenerate",
+           "DEGENERATE_ERROR_MARGIN", "DEGENERATE_SHARE", "DEGENERATE_NOTE"]
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
 # part of every selection run's config: stored runs of an earlier selector are not reused
 SELECTOR_VERSION = 4
-_LAMBDA_METHODS = ("vtrust", "tracin", "tracin_stratified")
+_LAMBDA_METHODS = ("vtrust", "vtrust_va", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
 # off-the-shelf selectors (trustkit.select._field); asked for by name, not in the default comparison
 FIELD_METHODS = ("cleanlab", "data_oob", "knn_shapley")
+#: variants of VTruST asked for by name: "vtrust_va" is value-aware (``harmful="exclude"``: points of
+#: non-positive value are left out of the atoms)
+VARIANT_METHODS = ("vtrust_va",)
+#: a retrained model whose test error exceeds whole-data training's on the same seed by more than
+#: this (absolute) is degenerate
+DEGENERATE_ERROR_MARGIN = 0.10
+#: a retrained model that gives one class to at least this share of the test points is degenerate
+#: (binary tasks: a positive-prediction rate below 1 − this or above it)
+DEGENERATE_SHARE = 0.98
+#: the verdict of a comparison whose runs were all degenerate (left out of every effect)
+DEGENERATE_NOTE = "degenerate (left out)"
+_NOISE_KEYS = ("rate", "kind")
 
 
 def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+fairness", lam: float = 0.5,
                   epochs: int = 10, seed: int = 0) -> tuple[np.ndarray | None, dict]:
     """Indices chosen by a selection method (``None`` for ``"whole"``) and its diagnostics.
 
-    ``method`` is one of ``SELECTION_METHODS`` or ``FIELD_METHODS`` (which ignore ``value``,
-    ``lam`` and ``epochs``)."""
+    ``method`` is one of ``SELECTION_METHODS``, ``VARIANT_METHODS`` (``"vtrust_va"``: VTruST with
+    ``harmful="exclude"``, the same diagnostics as ``"vtrust"``) or ``FIELD_METHODS`` (which
+    ignore ``value``, ``lam`` and ``epochs``)."""
     from ..select import FIELD_SELECTORS, VTruST, random_subset, ssfr_subset, tracin_topk
 
-    check_choice("method", method, SELECTION_METHODS + FIELD_METHODS)
+    check_choice("method", method, SELECTION_METHODS + VARIANT_METHODS + FIELD_METHODS)
     if method == "whole":
         return None, {}
     if method in FIELD_METHODS:
@@ -47,7 +61,8 @@ def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+
     if method in ("tracin", "tracin_stratified"):
         return tracin_topk(task, fraction, value=value, lam=lam, epochs=epochs, seed=seed,
                            stratify=method == "tracin_stratified"), {}
-    res = VTruST(value=value, lam=lam, fraction=fraction, epochs=epochs, seed=seed, progress=False).select(task)
+    extra = {"harmful": "exclude"} if method == "vtrust_va" else {}
+    res = VTruST(value=value, lam=lam, fraction=fraction, epochs=epochs, seed=seed, progress=False, **extra).select(task)
     d = res.diagnostics
     return res.indices, {"residual": d["relative_residual"], "residual_mixed_epochs": d["online_residual_mixed_epochs"],
                          "replacements": d["replacements"], "atom_size": d["atom_size"], "feature_rank": d["feature_rank"]}
@@ -70,19 +85,34 @@ def subset_balance(y_subset, y_train) -> dict:
             "class_balance": min(pos, n - pos) / max(pos, n - pos)}
 
 
+def _noisy_task(cfg: Mapping):
+    """The run's task with its planted label noise (training labels only), the flipped-point mask
+    (``None`` without noise) and the noise columns of its row."""
+    from ..data import plant_label_noise
+
+    task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
+    noise = cfg.get("label_noise")
+    if not noise:
+        return task, None, {"flip_rate": 0.0, "noise_kind": "none"}
+    task, flipped = plant_label_noise(task, noise["rate"], kind=noise["kind"], seed=cfg["seed"])
+    return task, flipped, {"flip_rate": float(noise["rate"]), "noise_kind": noise["kind"]}
+
+
 def _selected(cfg: Mapping):
     """(task, the subset's task, what the selection measured) of a run; the subset is ``None`` for
-    fairlearn's references, whose measurements are the whole result."""
+    fairlearn's references, whose measurements are the whole result. With planted label noise the
+    task's training labels are the noisy ones (validation and test stay clean)."""
     import time
     import warnings
 
     from ..select import fairlearn_reference, subset_task
 
-    task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
+    task, flipped, noise = _noisy_task(cfg)
     if cfg["method"] in REFERENCE_METHODS:
         m = fairlearn_reference(task, method=cfg["method"], seed=cfg["seed"])
         return task, None, {**m, "error": 1 - m["accuracy"], "select_x": 0.0, "n_train": len(task.train),
-                            **subset_balance(task.train.y, task.train.y)}
+                            **subset_balance(task.train.y, task.train.y), **noise,
+                            "flipped_kept": 0.0 if flipped is None else float(flipped.mean())}
     t_plain = None
     if cfg["method"] != "whole":  # the plain loop of the selector's epochs, to express selection time as a multiple of it
         t0 = time.perf_counter()
@@ -95,12 +125,27 @@ def _selected(cfg: Mapping):
                                   epochs=cfg["select_epochs"], seed=cfg["seed"])
     t_select = time.perf_counter() - t0
     sub = task if idx is None else subset_task(task, idx)
-    return task, sub, {"select_x": 0.0 if t_plain is None else t_select / t_plain, **diag}
+    kept = 0.0 if flipped is None else float(flipped.mean() if idx is None else flipped[np.asarray(idx)].mean())
+    return task, sub, {"select_x": 0.0 if t_plain is None else t_select / t_plain, **diag, **noise, "flipped_kept": kept}
 
 
-def _retrained(task, sub, r, measured: Mapping) -> dict:
+def _model_columns(task, model) -> dict:
+    """The retrained model's cross-entropy on the (clean) validation split and the largest share of
+    test points it gives one class."""
+    import torch
+
+    from ..metrics import predict_logits
+
+    with torch.no_grad():
+        val_loss = float(torch.nn.functional.cross_entropy(predict_logits(model, task.val.X).double(),
+                                                           torch.as_tensor(task.val.y, dtype=torch.long)))
+        pred = predict_logits(model, task.test.X).argmax(1).numpy()
+    return {"val_loss": val_loss, "top_class_share": float(np.bincount(pred).max() / len(pred))}
+
+
+def _retrained(task, sub, r, measured: Mapping, model) -> dict:
     val = r.epochs[-1].val if r.epochs else {}
-    return {**r.test, "error": 1 - r.test["accuracy"], "select_x": measured["select_x"],
+    return {**r.test, "error": 1 - r.test["accuracy"], "select_x": measured["select_x"], **_model_columns(task, model),
             "n_train": len(sub.train), **subset_balance(sub.train.y, task.train.y),
             **{k: v for k, v in measured.items() if k != "select_x"},
             **{f"val_{k}": val[k] for k in ("eo_gap", "dp_gap") if k in val},
@@ -112,8 +157,9 @@ def _selection_run(cfg: Mapping) -> dict:
     task, sub, measured = _selected(cfg)
     if sub is None:
         return measured
-    r = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False).fit(sub)
-    return _retrained(task, sub, r, measured)
+    tr = Trainer(model="mlp", epochs=cfg["train_epochs"], lr=3e-3, seed=cfg["seed"], progress=False)
+    r = tr.fit(sub)
+    return _retrained(task, sub, r, measured, tr.model_)
 
 
 def _selection_key(cfg: Mapping) -> str | None:
@@ -130,12 +176,87 @@ def _selection_group(cfgs: Sequence[Mapping]) -> list[dict]:
     parts = [_selected(c) for c in cfgs]
     subs = [sub for _, sub, _ in parts]
     if len({(len(s.train), len(s.val), s.input_shape) for s in subs}) != 1:  # other sizes or columns: one at a time
-        records = [Trainer(model="mlp", epochs=c["train_epochs"], lr=3e-3, seed=c["seed"], progress=False).fit(s)
-                   for c, s in zip(cfgs, subs)]
+        trainers = [Trainer(model="mlp", epochs=c["train_epochs"], lr=3e-3, seed=c["seed"], progress=False) for c in cfgs]
+        records = [t.fit(s) for t, s in zip(trainers, subs)]
+        models = [t.model_ for t in trainers]
     else:
-        records = ReplicaTrainer(seeds=[int(c["seed"]) for c in cfgs], model="mlp", epochs=cfgs[0]["train_epochs"],
-                                 lr=3e-3, progress=False).fit(subs)
-    return [_retrained(task, sub, r, measured) for (task, sub, measured), r in zip(parts, records)]
+        rt = ReplicaTrainer(seeds=[int(c["seed"]) for c in cfgs], model="mlp", epochs=cfgs[0]["train_epochs"],
+                            lr=3e-3, progress=False)
+        records = rt.fit(subs)
+        models = rt.models_
+    return [_retrained(task, sub, r, measured, m) for (task, sub, measured), r, m in zip(parts, records, models)]
+
+
+def _check_label_noise(label_noise, dataset: str, seeds: Sequence[int], dataset_kwargs: Mapping | None) -> dict | None:
+    """``label_noise`` validated (``None`` or ``{"rate": r, "kind": k}``), as the run config keeps it."""
+    from ..data import NOISE_KINDS, noise_group
+
+    if label_noise is None:
+        return None
+    if not isinstance(label_noise, Mapping):
+        raise TypeError(f"label_noise must be None or a dict {{'rate': r, 'kind': 'uniform' | 'group'}}; got {label_noise!r}")
+    extra = set(label_noise) - set(_NOISE_KEYS)
+    if extra or set(_NOISE_KEYS) - set(label_noise):
+        raise ValueError(f"label_noise must have exactly the keys {list(_NOISE_KEYS)}; got {sorted(label_noise)}")
+    rate, kind = label_noise["rate"], label_noise["kind"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 < rate <= 0.5:
+        raise ValueError(f"label_noise['rate'] must be a number in (0, 0.5] (the share of training labels flipped); "
+                         f"got {rate!r}")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"label_noise['kind'] must be one of {list(NOISE_KINDS)}; got {kind!r}")
+    if kind == "group":  # the group must hold enough points for every seed's split
+        for s in seeds:
+            mask, name = noise_group(load_task(dataset, seed=int(s), **dict(dataset_kwargs or {})))
+            if rate * len(mask) > mask.sum():
+                raise ValueError(f"label_noise['rate'] = {rate:g} is more than the share of the group {name} in the "
+                                 f"training split of seed {s} ({mask.mean():.3f}); 'group' noise flips only within it")
+    return {"rate": float(rate), "kind": str(kind)}
+
+
+def flag_degenerate(df: pd.DataFrame, *, share: float = DEGENERATE_SHARE,
+                    error_margin: float = DEGENERATE_ERROR_MARGIN) -> pd.DataFrame:
+    """``df`` with ``degenerate`` (bool) and ``degenerate_reason`` (empty when sound) per run.
+
+    A run's retrained model is degenerate when it predicts one class: one class for at least
+    ``share`` of the test points (``top_class_share``; rows without it use ``positive_rate``:
+    below ``1 − share`` or above ``share``), or when its test error exceeds whole-data training's
+    on the same seed (same dataset, fraction, planted noise and retraining epochs) by more than
+    ``error_margin``. Its small fairness gaps then mean nothing; :func:`selection_tests` leaves
+    such runs out of every effect, as :func:`~trustkit.experiments.trained_mask` does untrained ones.
+
+    >>> df = pd.DataFrame({"method": ["whole", "random", "tracin"], "seed": 0, "dataset": "compas",
+    ...                    "error": [0.33, 0.35, 0.50], "positive_rate": [0.40, 0.999, 0.45]})
+    >>> flag_degenerate(df)[["degenerate", "degenerate_reason"]].values.tolist()
+    [[False, ''], [True, 'predicts one class for 99.9% of test points'], [True, 'test error 0.500 is 0.170 above whole data on seed 0']]
+    """
+    out = df.copy()
+    n = len(out)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    top = pd.to_numeric(out["top_class_share"], errors="coerce") if "top_class_share" in out else pd.Series(np.nan, index=out.index)
+    pos = pd.to_numeric(out["positive_rate"], errors="coerce") if "positive_rate" in out else pd.Series(np.nan, index=out.index)
+    one = top.where(top.notna(), np.maximum(pos, 1 - pos))
+    for i, v in enumerate(one.to_numpy(float)):
+        if np.isfinite(v) and v >= share:
+            reasons[i].append(f"predicts one class for {v:.1%} of test points")
+    if {"method", "seed", "error"} <= set(out.columns):
+        keys = [c for c in ("dataset", "fraction", "seed", "noise_kind", "flip_rate", "train_epochs", "loader") if c in out]
+        text = out[keys].apply(lambda r: _json_key(r.tolist()), axis=1) if n else pd.Series(dtype=object)
+        err = pd.to_numeric(out["error"], errors="coerce")
+        is_whole = (out["method"] == "whole").to_numpy()
+        whole = dict(zip(text[is_whole], err[is_whole]))
+        for i, (k, e, w) in enumerate(zip(text, err, is_whole)):
+            b = whole.get(k, np.nan)
+            if not w and np.isfinite(b) and np.isfinite(e) and e - b > error_margin:
+                reasons[i].append(f"test error {e:.3f} is {e - b:.3f} above whole data on seed {out['seed'].iloc[i]}")
+    out["degenerate"] = [bool(r) for r in reasons]
+    out["degenerate_reason"] = ["; ".join(r) for r in reasons]
+    return out
+
+
+def _json_key(values) -> str:
+    import json
+
+    return json.dumps([None if isinstance(v, float) and np.isnan(v) else v for v in values], sort_keys=True, default=str)
 
 
 def selection_comparison(
@@ -153,6 +274,7 @@ def selection_comparison(
     progress: bool = True,
     executor: str = "sequential", workers: int | None = None, scheduler_address: str | None = None,
     replicas: bool = False,
+    label_noise: Mapping | None = None,
 ) -> pd.DataFrame:
     """Select a subset with each method, retrain the MLP on it, and report test metrics per seed.
 
@@ -172,12 +294,27 @@ def selection_comparison(
     With ``replicas=True`` the seeds of a method select one by one and then retrain their subsets
     as one :class:`~trustkit.train.ReplicaTrainer` job (``replicas`` in each row says how many
     shared it); the rows equal those of separate retraining within rounding.
+
+    ``label_noise={"rate": r, "kind": "uniform" | "group"}`` plants label noise before selection
+    (:func:`trustkit.data.plant_label_noise`, seeded by the run's seed): ``round(r · n)``
+    *training* labels are flipped, drawn from the whole split (``"uniform"``) or only from the
+    minority sensitive group (``"group"``; digits and other tasks without a sensitive attribute:
+    the points of the lower half of the classes, labels 0–4), with ``r`` in (0, 0.5];
+    validation and test stay clean. It is part of each run's config, so noisy and clean runs are
+    stored apart. Every row has ``flip_rate``, ``noise_kind`` (``"none"`` without noise) and
+    ``flipped_kept``, the share of flipped points in the training subset (whole data: the
+    training split's share, ``r``).
+
+    Every retrained row also has ``val_loss`` (the cross-entropy of the retrained model on the
+    clean validation split), ``top_class_share`` (the largest share of test points given one
+    class), and ``degenerate`` / ``degenerate_reason`` (:func:`flag_degenerate`).
     """
     check_choice("dataset", dataset, DATASETS)
     if not isinstance(replicas, bool):
         raise TypeError(f"replicas must be True or False; got {replicas!r}")
     for m in methods:
-        check_choice("method", m, SELECTION_METHODS + FIELD_METHODS + REFERENCE_METHODS)
+        check_choice("method", m, SELECTION_METHODS + VARIANT_METHODS + FIELD_METHODS + REFERENCE_METHODS)
+    noise = _check_label_noise(label_noise, dataset, seeds, dataset_kwargs)
     if isinstance(store, (str, os.PathLike)):
         store = ResultStore(store)
     configs = []
@@ -189,29 +326,65 @@ def selection_comparison(
                        "select_epochs": int(select_epochs), "train_epochs": int(train_epochs)}
                 if dataset_kwargs:
                     cfg["loader"] = dict(dataset_kwargs)
+                if noise:
+                    cfg["label_noise"] = dict(noise)
                 configs.append(cfg)
     group = dict(group_by=_selection_key, run_group=_selection_group) if replicas else {}
     df = run_grid(configs, _selection_run, store=store, progress=progress, desc="selection runs",
                   executor=executor, workers=workers, scheduler_address=scheduler_address, **group)
     df["label"] = [m if lam is None or m not in _LAMBDA_METHODS else f"{m} λ={lam:g}" for m, lam in zip(df["method"], df["lam"])]
-    return df
+    # runs stored before these columns existed: the noise is in their config
+    df["flip_rate"] = df["flip_rate"].fillna(noise["rate"] if noise else 0.0) if "flip_rate" in df else (noise or {}).get("rate", 0.0)
+    df["noise_kind"] = df["noise_kind"].fillna(noise["kind"] if noise else "none") if "noise_kind" in df else (noise or {}).get("kind", "none")
+    for c in ("flipped_kept", "val_loss", "top_class_share"):
+        if c not in df:
+            df[c] = float("nan")
+    if not noise:
+        df["flipped_kept"] = df["flipped_kept"].fillna(0.0)
+    return flag_degenerate(df)
 
 
 def selection_tests(df: pd.DataFrame, *, metrics: Sequence[str] = ("eo_gap", "error"), alpha: float = 0.05,
-                    min_seeds: int = 3) -> pd.DataFrame:
-    """Every selection of a :func:`selection_comparison` frame against whole-data training, paired by
-    seed, per dataset and fraction and metric: the paired effect, the equivalence test against the
-    metric's margin, and over every row as one family the Benjamini–Hochberg ``q_value`` and a
-    ``verdict`` (``changed`` / ``no change`` / ``inconclusive`` / ``not tested``), with the family
-    named in the ``family`` column (:func:`~trustkit.experiments._evidence.add_verdicts`)."""
+                    min_seeds: int = 3, baseline: str = "whole") -> pd.DataFrame:
+    """Every selection of a :func:`selection_comparison` frame against ``baseline`` (a label;
+    whole-data training by default), paired by seed, per dataset, fraction, planted noise (when the
+    frame has ``noise_kind`` and ``flip_rate``) and metric: the paired effect, the equivalence test
+    against the metric's margin, and over every row as one family the Benjamini–Hochberg
+    ``q_value`` and a ``verdict`` (``changed`` / ``no change`` / ``inconclusive`` / ``not
+    tested``), with the family named in the ``family`` column
+    (:func:`~trustkit.experiments._evidence.add_verdicts`).
+
+    Degenerate runs (:func:`flag_degenerate`; computed here when the frame lacks the column) are
+    left out of both sides of every pair; ``degenerate`` counts the arm's runs left out, and an
+    arm whose runs were all degenerate gets the verdict ``"degenerate (left out)"``.
+    """
     from ._evidence import add_verdicts, paired_tests
 
     need = {"label", "dataset", "fraction", "seed"}
     if not need <= set(df.columns):
         raise ValueError(f"the frame lacks the columns {sorted(need - set(df.columns))}; pass selection_comparison's output")
-    t = paired_tests(df, within=["dataset", "fraction"], arm="label", baseline="whole", metrics=list(metrics))
-    out = add_verdicts(t, alpha=alpha, min_seeds=min_seeds, what=f"selections against whole data ({', '.join(metrics)})")
-    out["family"] = out.attrs["family"]
+    if baseline not in set(df["label"]):
+        raise ValueError(f"baseline {baseline!r} is not a label of the frame; it has {sorted(set(df['label']))}")
+    if "degenerate" not in df.columns:
+        df = flag_degenerate(df)
+    within = ["dataset", "fraction", *[c for c in ("noise_kind", "flip_rate") if c in df.columns]]
+    bad = df["degenerate"].fillna(False).astype(bool)
+    t = paired_tests(df[~bad], within=within, arm="label", baseline=baseline, metrics=list(metrics))
+    counts = df[bad].groupby([*within, "label"], sort=False, dropna=False).size()
+    t["degenerate"] = [int(counts.get(tuple(r[c] for c in [*within, "label"]), 0)) for _, r in t.iterrows()]
+    gone = []  # arms with every run degenerate: no pair is left, but the reader should see them
+    alive = set(df.loc[~bad, [*within, "label"]].itertuples(index=False, name=None))
+    for key, k in counts.items():
+        if key[-1] != baseline and key not in alive:
+            gone += [{**dict(zip([*within, "label"], key)), "metric": m, "n": 0, "untrained": 0, "degenerate": int(k),
+                      "seeds": []} for m in metrics if m in df.columns]
+    what = f"selections against {'whole data' if baseline == 'whole' else baseline} ({', '.join(metrics)})"
+    out = add_verdicts(t, alpha=alpha, min_seeds=min_seeds, what=what)
+    family = out.attrs["family"]
+    if gone:
+        out = pd.concat([out, pd.DataFrame(gone).assign(verdict=DEGENERATE_NOTE)], ignore_index=True)
+    out["family"] = family
+    out.attrs["family"] = family
     return out
 
 
