@@ -175,3 +175,42 @@ def test_selection_tests_leave_degenerate_runs_out():
     assert kept.loc["collapsed", "verdict"] == "changed" and kept.loc["partly", "n"] == 6
     with pytest.raises(ValueError, match="baseline 'nothing' is not a label"):
         selection_tests(df, baseline="nothing")
+
+
+# ------------------------------------------------------------------------------------------------
+# the chart
+
+
+def _chart_frame() -> pd.DataFrame:
+    rows = []
+    for kind in ("uniform", "group"):
+        for rate in (0.1, 0.2):
+            for s in range(3):
+                for label, kept, loss, bad in (("random", rate, 0.6, False), ("cleanlab", rate / 2, 0.7, False),
+                                               ("tracin λ=0.5", rate * 1.2, 2.0, s == 1)):
+                    rows.append({"label": label, "seed": s, "noise_kind": kind, "flip_rate": rate, "flipped_kept": kept,
+                                 "val_loss": loss + 0.01 * s, "error": 0.3, "degenerate": bad})
+    return pd.DataFrame(rows)
+
+
+def test_planted_noise_chart_has_the_expected_encodings():
+    from trustkit.plots import planted_noise_chart
+
+    spec = planted_noise_chart(_chart_frame()).to_dict()
+    assert spec["facet"]["row"]["field"] == "noise_kind" and spec["facet"]["column"]["field"] == "flip_rate"
+    seeds, means = spec["spec"]["layer"]
+    for layer in (seeds, means):
+        enc = layer["encoding"]
+        assert enc["x"]["field"] == "flipped_kept" and enc["y"]["field"] == "val_loss"
+        assert enc["color"]["field"] == "label" and enc["shape"]["field"] == "run"
+        assert enc["shape"]["scale"]["range"] == ["circle", "cross"]
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    m = data[data["level"] == "mean over seeds"].set_index(["noise_kind", "flip_rate", "label"])
+    assert len(m) == 12 and len(data) == 12 + 36
+    assert (m.xs("tracin λ=0.5", level="label")["run"] == "degenerate").all()  # one bad seed marks the method
+    assert (m.drop(index="tracin λ=0.5", level="label")["run"] == "sound").all()
+    assert m.loc[("uniform", 0.2, "cleanlab"), "flipped_kept"] == pytest.approx(0.1)
+    err = planted_noise_chart(_chart_frame(), y="error").to_dict()
+    assert err["spec"]["layer"][1]["encoding"]["y"]["field"] == "error"
+    with pytest.raises(ValueError, match="y must be 'val_loss' or 'error'; got 'eo_gap'"):
+        planted_noise_chart(_chart_frame(), y="eo_gap")

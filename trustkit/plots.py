@@ -10,7 +10,7 @@ import pandas as pd
 
 __all__ = ["group_balance_chart", "tradeoff_chart", "robustness_chart", "severity_chart", "save_chart",
            "sweep_chart", "box_chart", "data_map_chart", "image_grid", "pareto_chart", "trajectory_chart",
-           "constraint_chart", "frontier_chart", "interaction_chart"]
+           "constraint_chart", "frontier_chart", "interaction_chart", "planted_noise_chart"]
 
 
 def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -407,3 +407,54 @@ def cd_chart(ranking, *, title: str | None = None) -> alt.LayerChart:
         width=420, height=60 + 20 * len(cliques),
         title=title or f"average ranks over {ranking.get('blocks')} blocks (Friedman p = {ptxt}); grey bars join methods "
                        f"closer than the critical difference")
+
+
+def planted_noise_chart(df: pd.DataFrame, *, y: str = "val_loss", by: str = "label") -> alt.FacetChart:
+    """Share of flipped points kept (x) against ``y`` (``"val_loss"`` or ``"error"``) per method,
+    one panel per noise kind (rows) and flip rate (columns): each seed's run as a faint point, the
+    method's mean over seeds as a large one. Degenerate runs (``degenerate``, see
+    :func:`trustkit.experiments.flag_degenerate`) are drawn as crosses, and a method with any
+    degenerate run gets a cross for its mean too; the tooltip gives the count.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"label": ["random", "cleanlab"], "seed": 0, "noise_kind": "uniform", "flip_rate": 0.2,
+    ...                    "flipped_kept": [0.2, 0.1], "val_loss": [0.6, 0.7], "degenerate": [False, True]})
+    >>> planted_noise_chart(df).to_dict()["facet"]["row"]["field"]
+    'noise_kind'
+    """
+    from .stats import mean_std
+
+    if y not in ("val_loss", "error"):
+        raise ValueError(f"y must be 'val_loss' or 'error'; got {y!r}")
+    _check(df, ["flipped_kept", y, by, "flip_rate", "noise_kind", "seed"])
+    d = df.dropna(subset=["flipped_kept", y]).copy()
+    d["degenerate"] = d["degenerate"].fillna(False).astype(bool) if "degenerate" in d else False
+    keys = ["noise_kind", "flip_rate", by]
+    s = mean_std(d, by=keys, metrics=["flipped_kept", y])
+    s["degenerate_runs"] = d.groupby(keys, sort=False)["degenerate"].sum().reindex(
+        pd.MultiIndex.from_frame(s[keys])).to_numpy()
+    s = s.rename(columns={"flipped_kept_mean": "flipped_kept", f"{y}_mean": y})
+    s["run"] = ["degenerate" if k else "sound" for k in s["degenerate_runs"]]
+    s["level"] = "mean over seeds"
+    runs = d[[*keys, "seed", "flipped_kept", y, "degenerate"]].assign(
+        run=lambda f: f["degenerate"].map({True: "degenerate", False: "sound"}), level="one seed")
+    data = pd.concat([runs.drop(columns="degenerate"), s[[*keys, "flipped_kept", y, "run", "level", "n",
+                                                          "degenerate_runs"]]], ignore_index=True)
+    shape = alt.Shape("run:N", title="model", scale=alt.Scale(domain=["sound", "degenerate"], range=["circle", "cross"]))
+    enc = dict(x=alt.X("flipped_kept:Q", title="share of flipped points kept"),
+               y=alt.Y(f"{y}:Q", title="validation loss (clean labels)" if y == "val_loss" else "test error",
+                       scale=alt.Scale(zero=False)),
+               color=alt.Color(f"{by}:N", title="method"), shape=shape)
+    seeds = alt.Chart().mark_point(opacity=0.3, size=30).encode(
+        **enc, tooltip=[by, "seed", alt.Tooltip("flipped_kept:Q", format=".3f"), alt.Tooltip(f"{y}:Q", format=".3f"), "run"],
+    ).transform_filter(alt.datum.level == "one seed")
+    means = alt.Chart().mark_point(filled=True, size=140).encode(
+        **enc, tooltip=[by, "n", "degenerate_runs", alt.Tooltip("flipped_kept:Q", format=".3f"),
+                        alt.Tooltip(f"{y}:Q", format=".3f")],
+    ).transform_filter(alt.datum.level == "mean over seeds")
+    return (
+        alt.layer(seeds, means, data=data).properties(width=240, height=200)
+        .facet(row=alt.Row("noise_kind:N", title="noise"), column=alt.Column("flip_rate:O", title="flip rate"))
+        .properties(title=f"Flipped points kept against {'validation loss' if y == 'val_loss' else 'test error'} "
+                          "(crosses: degenerate models)")
+    )

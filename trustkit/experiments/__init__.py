@@ -48,7 +48,9 @@ from ._selection import (
     selection_tests,
     subset_balance,
     VARIANT_METHODS,
+    NOISE_METRICS,
     flag_degenerate,
+    planted_noise_table,
 )
 from ._store import EXECUTORS, ResultStore, RunFailed, run_grid, run_key, worker_threads
 from ._sweep import (
@@ -59,7 +61,7 @@ from ._sweep import (
 __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "worker_threads", "CONSTRAINTS",
            "MITIGATIONS", "DESIGN_COLUMNS", "grid_file", "expand_grid", "load_grid", "run_sweep", "sweep_cell", "sweep_frame", "sweep_status", "sweep_effects", "sweep_findings", "describe_setting", "erm_overview", "QUICK_CORRUPTIONS", "select_subset",
            "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS", "REFERENCE_METHODS",
-           "FIELD_METHODS", "VARIANT_METHODS", "flag_degenerate", "DEGENERATE_ERROR_MARGIN", "DEGENERATE_SHARE",
+           "FIELD_METHODS", "VARIANT_METHODS", "flag_degenerate", "planted_noise_table", "NOISE_METRICS", "DEGENERATE_ERROR_MARGIN", "DEGENERATE_SHARE",
            "robust_selection_comparison", "ROBUST_METHODS", "selection_tests", "saug_pool", "subset_balance", "class_balance_reading",
            "SELECTOR_VERSION",
            "REGIMES", "STATIC_METHODS", "ADAPTIVE_METHODS", "FAIRNESS_ONLY", "reference_time", "adaptive_run", "adaptive_comparison",

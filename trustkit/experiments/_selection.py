@@ -17,7 +17,7 @@ from ._store import ResultStore, run_grid, run_key
 __all__ = ["select_subset", "selection_comparison", "selection_explanations", "lambda_search", "SELECTION_METHODS",
            "REFERENCE_METHODS", "robust_selection_comparison", "ROBUST_METHODS", "saug_pool", "subset_balance",
            "class_balance_reading", "selection_tests", "FIELD_METHODS", "VARIANT_METHODS", "flag_degenerate",
-           "DEGENERATE_ERROR_MARGIN", "DEGENERATE_SHARE", "DEGENERATE_NOTE"]
+           "DEGENERATE_ERROR_MARGIN", "DEGENERATE_SHARE", "DEGENERATE_NOTE", "planted_noise_table", "NOISE_METRICS"]
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
 # part of every selection run's config: stored runs of an earlier selector are not reused
@@ -38,6 +38,8 @@ DEGENERATE_SHARE = 0.98
 #: the verdict of a comparison whose runs were all degenerate (left out of every effect)
 DEGENERATE_NOTE = "degenerate (left out)"
 _NOISE_KEYS = ("rate", "kind")
+#: what a planted-noise comparison reports per method (the EO gap where the task has a sensitive attribute)
+NOISE_METRICS = ("flipped_kept", "val_loss", "error", "eo_gap", "select_x")
 
 
 def select_subset(method: str, task, *, fraction: float, value: str = "accuracy+fairness", lam: float = 0.5,
@@ -386,6 +388,52 @@ def selection_tests(df: pd.DataFrame, *, metrics: Sequence[str] = ("eo_gap", "er
     out["family"] = family
     out.attrs["family"] = family
     return out
+
+
+def planted_noise_table(df: pd.DataFrame, *, baseline: str = "random", metrics: Sequence[str] = NOISE_METRICS,
+                        tested: Sequence[str] = ("flipped_kept", "val_loss", "error", "eo_gap"), alpha: float = 0.05,
+                        min_seeds: int = 3, digits: int = 3) -> pd.DataFrame:
+    """One row per (dataset, noise kind, flip rate, method) of planted-noise runs: each of ``metrics``
+    as ``mean ± std`` over seeds, ``degenerate`` (degenerate runs out of all, :func:`flag_degenerate`),
+    and for each of ``tested`` a column ``vs <baseline>: <metric>`` with the paired difference
+    against ``baseline`` over the non-degenerate seeds, its 95% interval, the Benjamini–Hochberg
+    ``q`` over every test of the frame as one family, and the verdict (:func:`selection_tests`).
+    ``attrs["family"]`` names the family.
+
+    >>> rows = [{"label": m, "method": m, "dataset": "digits", "fraction": 0.6, "seed": s, "noise_kind": "uniform",
+    ...          "flip_rate": 0.2, "flipped_kept": v + 0.01 * s, "error": 0.1} for m, v in (("random", 0.2), ("cleanlab", 0.05))
+    ...         for s in range(2)]
+    >>> t = planted_noise_table(pd.DataFrame(rows), metrics=["flipped_kept"], tested=["flipped_kept"])
+    >>> t[["label", "flipped_kept", "degenerate", "vs random: flipped_kept"]].values.tolist()
+    [['random', '0.205 ± 0.007', '0/2', ''], ['cleanlab', '0.055 ± 0.007', '0/2', '-0.150, 2 seeds: not tested']]
+    """
+    from ..stats import format_mean_std
+
+    if "degenerate" not in df.columns:
+        df = flag_degenerate(df)
+    keys = ["dataset", "noise_kind", "flip_rate", "label"]
+    metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
+    tested = [m for m in tested if m in df.columns and df[m].notna().any()]
+    table = format_mean_std(df, by=keys, metrics=metrics, digits=digits).drop(columns="n")
+    bad = df["degenerate"].fillna(False).astype(bool)
+    counts = df.assign(bad=bad).groupby(keys, sort=False).agg(k=("bad", "sum"), n=("bad", "size"))
+    table["degenerate"] = [f"{int(counts.loc[tuple(r)]['k'])}/{int(counts.loc[tuple(r)]['n'])}"
+                           for r in table[keys].itertuples(index=False, name=None)]
+    tests = selection_tests(df, metrics=tested, alpha=alpha, min_seeds=min_seeds, baseline=baseline)
+    cells = {}
+    for _, r in tests.iterrows():
+        if r["verdict"] == DEGENERATE_NOTE:
+            text = DEGENERATE_NOTE
+        elif r["n"] < min_seeds:
+            text = f"{r['diff']:+.{digits}f}, {int(r['n'])} seeds: not tested"
+        else:
+            text = (f"{r['diff']:+.{digits}f} [{r['lo']:+.{digits}f}, {r['hi']:+.{digits}f}] q={r['q_value']:.2g} "
+                    f"{r['verdict']}")
+        cells[(r["dataset"], r["noise_kind"], r["flip_rate"], r["label"], r["metric"])] = text
+    for m in tested:
+        table[f"vs {baseline}: {m}"] = [cells.get((*k, m), "") for k in table[keys].itertuples(index=False, name=None)]
+    table.attrs["family"] = tests.attrs.get("family", "")
+    return table
 
 
 def class_balance_reading(df: pd.DataFrame, *, shift: float = 0.05, worse: float = 0.02) -> pd.DataFrame:
