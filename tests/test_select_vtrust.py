@@ -176,14 +176,17 @@ def test_reported_residual_is_least_squares_on_the_final_features(german):
     assert d["online_residual_mixed_epochs"] != pytest.approx(expected, rel=1e-3)
 
 
-def _selected_vs_random(value, seeds, **task_kw):
+def _selected_vs_random(value, seeds, *, harmful="keep", target="realized", **task_kw):
     from trustkit.select import random_subset
     from trustkit.train import Trainer
 
     rows = []
     for seed in seeds:
         task, flipped = _planted(seed, **task_kw)
-        res = VTruST(value=value, fraction=0.5, epochs=5, seed=seed, progress=False).select(task)
+        res = VTruST(value=value, fraction=0.5, epochs=5, seed=seed, progress=False, harmful=harmful,
+                     target=target).select(task)
+        if harmful == "exclude":  # no point of non-positive label margin is ever in the subset
+            assert (res.label_margins[res.indices] > 0).all() and res.diagnostics["n_excluded"] > 0
         rnd = random_subset(task, len(res.indices) / len(task.train), seed=seed)
         row = []
         for idx in (res.indices, rnd):
@@ -210,6 +213,57 @@ def test_vtrust_accuracy_value_beats_random_on_planted_noisy_labels():
     # same size, and keep fewer flipped points
     vt_loss, vt_flip, rnd_loss, rnd_flip = _selected_vs_random("accuracy", range(3), n=800, group_noise=(0.0, 0.4))
     assert vt_loss < rnd_loss - 0.01 and vt_flip < rnd_flip - 0.03
+
+
+@pytest.mark.parametrize("target", ["realized", "remaining"])
+@pytest.mark.parametrize("group_noise", [(0.0, 0.4), (0.2, 0.2)], ids=["group", "uniform"])
+def test_value_aware_vtrust_beats_random_on_planted_noisy_labels(target, group_noise):
+    # the same planted problem as above (and uniform noise): with harmful="exclude" a point whose own
+    # label serves the value less than another label would (values centred over the training
+    # points, so the class prior every point of a label shares does not decide) stays out
+    vt_loss, vt_flip, rnd_loss, rnd_flip = _selected_vs_random("accuracy", range(3), harmful="exclude", target=target,
+                                                               n=800, group_noise=group_noise)
+    assert vt_loss < rnd_loss - 0.01 and vt_flip < rnd_flip - 0.03
+
+
+def test_value_aware_vtrust_fills_to_the_fraction_with_helpful_points(german):
+    res = VTruST(value="accuracy+fairness", fraction=0.4, epochs=2, seed=0, progress=False, harmful="exclude").select(german)
+    m = res.label_margins
+    assert len(res.indices) == round(0.4 * len(german.train)) and (m[res.indices] > 0).all()
+    assert res.diagnostics["harmful"] == "exclude" and res.diagnostics["n_excluded"] == int((m <= 0).sum())
+    assert res.diagnostics["n_filled"] > 0
+    keep = VTruST(value="accuracy+fairness", fraction=0.4, epochs=2, seed=0, progress=False).select(german)
+    assert keep.label_margins is None and keep.diagnostics["n_excluded"] == 0
+    with pytest.raises(ValueError, match="harmful"):
+        VTruST(harmful="drop")
+
+
+def test_value_aware_top_up_takes_the_highest_margins_outside():
+    from types import SimpleNamespace
+
+    col = SimpleNamespace(label_margin=torch.tensor([1.0, -1.0, 0.5, 3.0, 2.0, -2.0], dtype=torch.double))
+    idx, filled = VTruST._without_harmful(np.array([0, 1, 2]), col, 3)
+    assert idx.tolist() == [0, 2, 3] and filled == 1
+    idx, filled = VTruST._without_harmful(np.array([0, 1, 2]), col, 6)  # never a harmful point, even if short
+    assert idx.tolist() == [0, 2, 3, 4] and filled == 2
+
+
+def test_label_values_match_autograd_per_label(german):
+    from trustkit.select import label_values
+
+    model = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=0)
+    X = torch.as_tensor(german.train.X[:20])
+    w = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    w_head = torch.randn(sum(p.numel() for p in model.head.parameters()), dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(1))
+    for scope, vec, params in (("full", w, list(model.parameters())), ("last_layer", w_head, list(model.head.parameters()))):
+        v = label_values(model, X, vec, n_classes=2, scope=scope)
+        for i in (0, 7):
+            for c in (0, 1):
+                loss = F.cross_entropy(model(X[i : i + 1]), torch.tensor([c]))
+                g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss, params)]).double()
+                assert float(v[i, c]) == pytest.approx(float(g @ vec), rel=1e-4, abs=1e-9)
 
 
 def test_subset_task_errors(german):

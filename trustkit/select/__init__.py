@@ -17,7 +17,7 @@ Baselines: :func:`random_subset`, :func:`tracin_topk` (plain or class-stratified
 from ._baselines import fairlearn_reference, random_subset, tracin_topk
 from ._explain import cf_gap, data_map
 from ._field import FIELD_SELECTORS, cleanlab_subset, data_oob_subset, knn_shapley_subset
-from ._features import normalise_columns, per_sample_grads, random_projection, value_features
+from ._features import label_values, normalise_columns, per_sample_grads, random_projection, value_features
 from ._omp import OMPResult, OnlineOMP, omp
 from ._saug import SAugResult, augmented_task, robust_accuracies, saug, uniform_counts
 from ._ssfr import ssfr_subset
@@ -32,7 +32,7 @@ from ._value import (
 )
 from ._vtrust import SelectionResult, VTruST, feature_rank, make_value_function, subset_task
 
-__all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns",
+__all__ = ["per_sample_grads", "random_projection", "value_features", "normalise_columns", "label_values",
            "omp", "OMPResult", "OnlineOMP", "VALUE_FUNCTIONS", "ValueFunction", "ValueComponents",
            "accuracy_value", "fairness_value", "robustness_value", "composite_value",
            "VTruST", "SelectionResult", "subset_task", "make_value_function", "feature_rank",

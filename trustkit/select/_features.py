@@ -17,7 +17,8 @@ from torch.func import functional_call, grad, vmap
 
 from .._validation import check_choice, check_int, check_positive
 
-__all__ = ["per_sample_grads", "random_projection", "sample_grads", "value_features", "normalise_columns"]
+__all__ = ["per_sample_grads", "random_projection", "sample_grads", "value_features", "normalise_columns",
+           "label_values"]
 
 _SCOPES = ("last_layer", "full")
 _KINDS = ("paper", "tracin")
@@ -137,3 +138,47 @@ def sample_grads(model, x, y, *, scope: str = "last_layer", projection: int | No
     """
     g = per_sample_grads(model, x, y, scope=scope)
     return g if projection is None else random_projection(g, projection, seed=seed)
+
+
+def label_values(model, x, w: torch.Tensor, *, n_classes: int, scope: str = "last_layer", projection: int | None = None,
+                 seed: int = 0) -> torch.Tensor:
+    """``v[i, c] = g_i(c)·w``: each point's first-order value against the direction ``w`` were its label ``c``.
+
+    ``g_i(c)`` is the per-sample gradient (as :func:`sample_grads` gives it, with the same
+    ``scope``, ``projection`` and ``seed``) of the cross-entropy of ``x_i`` with label ``c``. With
+    ``w = η ∇V`` for a value loss ``V``, ``v[i, c]`` is the decrease of ``V`` that one SGD step on
+    ``(x_i, c)`` would cause. For a linear last layer the ``n_classes`` values come in closed form
+    from one forward pass: ``g_i(c) = (p_i − e_c) ⊗ [h_i, 1]``, so ``v[i, c] = p_i·u_i − u_{ic}``
+    with ``u_i = W [h_i, 1]`` (``w`` reshaped to the head's weight and bias); otherwise one
+    gradient pass per class.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trustkit.models import make_model
+    >>> m = make_model("mlp", input_shape=(5,), n_classes=2, seed=0)
+    >>> x, y = torch.randn(4, 5), torch.tensor([0, 1, 1, 0])
+    >>> w = torch.randn(130, dtype=torch.float64)
+    >>> v = label_values(m, x, w, n_classes=2)
+    >>> torch.allclose(v[torch.arange(4), y], sample_grads(m, x, y).double() @ w)
+    True
+    """
+    check_choice("scope", scope, _SCOPES)
+    head = getattr(model, "head", None)
+    if scope == "last_layer" and projection is None and isinstance(head, torch.nn.Linear) and hasattr(model, "features"):
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                h = model.features(x)
+                p = torch.softmax(head(h), dim=1).to(w.dtype)
+        finally:
+            model.train(was)
+        C, H = head.out_features, head.in_features
+        u = h.to(w.dtype) @ w[: C * H].reshape(C, H).T
+        if head.bias is not None:
+            u = u + w[C * H : C * H + C]
+        return (p * u).sum(1, keepdim=True) - u
+    return torch.stack([sample_grads(model, x, torch.full((len(x),), c, dtype=torch.long), scope=scope,
+                                     projection=projection, seed=seed).to(w.dtype) @ w
+                        for c in range(n_classes)], dim=1)

@@ -264,6 +264,28 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         self.trace.residual_norms.append(self.residual_norm)
 
     # -- updates -------------------------------------------------------------------------
+    def discard(self, ids) -> int:
+        """Remove the selected atoms among ``ids`` and refit the weights of the rest.
+
+        Returns how many were removed; the slots they leave are filled by later offers. The
+        value-aware selector calls this for atoms left with no member of positive value.
+
+        >>> sel = OnlineOMP(n_atoms=2)
+        >>> sel.start_epoch([1.0, 0.0, 0.0])
+        >>> sel.offer([4, 7], np.eye(3)[:, :2])
+        >>> sel.discard([7, 9]), sel.selected_ids
+        (1, [4])
+        """
+        drop = {i for i in np.asarray(list(ids)).tolist()} & set(self.ids)
+        if not drop:
+            return 0
+        keep = [k for k, i in enumerate(self.ids) if i not in drop]
+        self.ids = [self.ids[k] for k in keep]
+        self._cols = self._cols[:, keep] if keep else None
+        if self.y is not None:
+            self._refit()
+        return len(drop)
+
     def _append(self, i, x: torch.Tensor) -> None:
         k = len(self.ids)
         if k == 0:

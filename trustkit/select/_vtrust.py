@@ -55,7 +55,7 @@ from .._validation import check_choice, check_fraction, check_int, check_positiv
 from ..data import CORRUPTIONS, Task, corrupt_images, feature_noise, flip_labels
 from ..models import make_model
 from ..train import Callback, Trainer
-from ._features import sample_grads, value_features
+from ._features import label_values, sample_grads, value_features
 from ._omp import OnlineOMP
 from ._value import (
     VALUE_FUNCTIONS,
@@ -156,7 +156,9 @@ class SelectionResult:
     """The selected training points and how the selection went.
 
     ``model`` is the network at the end of the selection run (its final features give the
-    reported residual).
+    reported residual). ``point_values`` is each training point's first-order value against the
+    pursuit's target summed over the epochs (positive helps); ``label_margins`` (only with
+    ``harmful="exclude"``) the margin the value-aware variant excludes by (see ``VTruST``).
     """
 
     indices: np.ndarray
@@ -165,6 +167,8 @@ class SelectionResult:
     diagnostics: dict
     history: list = field(default_factory=list)
     model: torch.nn.Module | None = None
+    point_values: np.ndarray | None = None
+    label_margins: np.ndarray | None = None
 
 
 def current_residual(columns: torch.Tensor, target: torch.Tensor) -> float:
@@ -179,8 +183,9 @@ def current_residual(columns: torch.Tensor, target: torch.Tensor) -> float:
 
 
 class _Collector(Callback):
-    def __init__(self, selector: "VTruST", value, atoms: list[np.ndarray], omp: OnlineOMP):
+    def __init__(self, selector: "VTruST", value, atoms: list[np.ndarray], omp: OnlineOMP, labels=None):
         self.sel, self.value, self.atoms, self.omp = selector, value, atoms, omp
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.values0 = None
         self.history: list[dict] = []
         self.seconds = 0.0
@@ -198,6 +203,10 @@ class _Collector(Callback):
         self.q_idx = torch.as_tensor(np.concatenate(picks), dtype=torch.long)
         self.q_owner = torch.as_tensor(np.repeat(np.arange(len(atoms)), [len(p) for p in picks]), dtype=torch.long)
         self.q_weight = torch.as_tensor(np.concatenate([np.full(len(p), 1.0 / len(p)) for p in picks]), dtype=torch.float32)
+        # the value-aware variant: each point's first-order value summed over epochs, and who is kept
+        self.point_value = torch.zeros(n, dtype=torch.double)
+        self.label_value = None  # (n, classes): the same value were each point's label each class
+        self.keep = torch.ones(n, dtype=torch.bool)
 
     def on_fit_start(self, state):
         t0 = time.perf_counter()
@@ -218,10 +227,22 @@ class _Collector(Callback):
             scale[rows] = w / nrm if nrm > 0 else 0.0
         X = torch.as_tensor(task.train.X)
         Y = torch.as_tensor(task.train.y)
-        F_atoms = self._exact_features(model, X, Y, comp) if self.sel.exact else self._fast_features(model, X, Y, comp)
+        # a point's first-order value against this epoch's target: ⟨its feature column, target⟩
+        # (scaled rows), i.e. g_i · η Gᵀ(scale² ⊙ y); read by the value-aware variant only
+        w = self.sel.lr * (comp.grads.double().T @ (scale.square() * y.double()))
+        if self.sel.harmful == "exclude":
+            lv = torch.cat([label_values(model, X[s : s + 4096], w, n_classes=task.n_classes, scope=self.sel.scope,
+                                         projection=self.sel.projection, seed=self.sel.seed)
+                            for s in range(0, len(Y), 4096)])
+            self.label_value = lv if self.label_value is None else self.label_value + lv
+        F_atoms = self._exact_features(model, X, Y, comp, w) if self.sel.exact else self._fast_features(model, X, Y, comp, w)
         target, feats = y.double() * scale, F_atoms * scale[:, None]
         self.omp.start_epoch(target)
         order = np.random.default_rng(self.sel.seed + state.epoch).permutation(len(self.atoms))
+        if self.sel.harmful == "exclude":
+            alive = torch.zeros(len(self.atoms), dtype=torch.double).index_add_(0, self.atom_of, self.keep.double()) > 0
+            self.omp.discard([k for k in self.omp.selected_ids if not alive[k]])
+            order = order[alive.numpy()[order]]
         self.omp.offer(order, feats[:, order])
         summary = self.omp.summary()
         summary["online_residual_mixed_epochs"] = summary.pop("relative_residual")
@@ -230,18 +251,46 @@ class _Collector(Callback):
         self.history.append({"epoch": state.epoch, **summary, "selection_s": self.seconds})
 
 
-    def _exact_features(self, model, X, Y, comp) -> torch.Tensor:
-        """Mean feature of each atom over all its members, in float64, chunk by chunk (never the
-        full M × N matrix): ``M × N × P`` multiply-adds per epoch."""
+    @property
+    def label_margin(self) -> torch.Tensor:
+        """Each point's total value with its own label minus the best total value with another label."""
+        lv = self.label_value - self.label_value.mean(0)  # without the value every point's label c shares
+        own = lv[torch.arange(len(self.atom_of)), self.labels]
+        other = lv.scatter(1, self.labels[:, None], -torch.inf).max(1).values
+        return own - other
+
+    def _update_values(self, v: torch.Tensor) -> torch.Tensor:
+        """Add this epoch's point values; with ``harmful="exclude"`` a point whose label serves the
+        value less than another label would leaves its atom. Returns each point's averaging weight
+        within its atom."""
+        self.point_value += v
+        if self.sel.harmful != "exclude":
+            return self.weight_of
+        self.keep = self.label_margin > 0
+        count = torch.zeros(len(self.atoms), dtype=torch.double).index_add_(0, self.atom_of, self.keep.double())
+        return torch.where(self.keep, 1.0 / count.clamp(min=1.0)[self.atom_of], torch.zeros_like(self.weight_of))
+
+    def _exact_features(self, model, X, Y, comp, w) -> torch.Tensor:
+        """Mean feature of each atom over its members (with ``harmful="exclude"``, its members of
+        positive value), in float64, chunk by chunk (never the full M × N matrix): ``M × N × P``
+        multiply-adds per epoch."""
+        def chunks():
+            for s in range(0, len(Y), 2048):
+                yield s, sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope,
+                                      projection=self.sel.projection, seed=self.sel.seed).double()
+
+        if self.sel.harmful == "exclude":  # the members' values first: a second pass over the gradients
+            weight = self._update_values(torch.cat([g @ w for _, g in chunks()]))
         F_atoms = torch.zeros(comp.grads.shape[0], len(self.atoms), dtype=torch.double)
-        for s in range(0, len(Y), 2048):
-            g = sample_grads(model, X[s : s + 2048], Y[s : s + 2048], scope=self.sel.scope,
-                             projection=self.sel.projection, seed=self.sel.seed).double()
+        for s, g in chunks():
+            if self.sel.harmful != "exclude":
+                self.point_value[s : s + len(g)] += g @ w
+                weight = self.weight_of
             f = value_features(g, comp.grads, lr=self.sel.lr, kind=self.sel.feature)  # (M, chunk)
-            F_atoms.index_add_(1, self.atom_of[s : s + 2048], f * self.weight_of[s : s + 2048])
+            F_atoms.index_add_(1, self.atom_of[s : s + 2048], f * weight[s : s + 2048])
         return F_atoms
 
-    def _fast_features(self, model, X, Y, comp) -> torch.Tensor:
+    def _fast_features(self, model, X, Y, comp, w) -> torch.Tensor:
         """The same means in float32, the first-order part exactly and the ``s²/2`` part estimated.
 
         The first-order feature is linear in the gradient, so an atom's mean of ``s = η G g_i`` is
@@ -257,7 +306,8 @@ class _Collector(Callback):
         g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=self.sel.scope,
                                         projection=self.sel.projection, seed=self.sel.seed).float()
                            for s in range(0, len(Y), 4096)])
-        gbar = torch.zeros(len(self.atoms), P).index_add_(0, self.atom_of, g_all * self.weight_of.float()[:, None])
+        weight = self._update_values(g_all.double() @ w)
+        gbar = torch.zeros(len(self.atoms), P).index_add_(0, self.atom_of, g_all * weight.float()[:, None])
         F = self.sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
         if self.sel.feature == "paper":
             gq = g_all[self.q_idx]
@@ -269,7 +319,12 @@ class _Collector(Callback):
                 H = head.in_features
                 G = torch.cat([G[:, :H] - G[:, H : 2 * H], (G[:, 2 * H] - G[:, 2 * H + 1])[:, None]], 1)
                 gq = torch.cat([gq[:, :H], gq[:, 2 * H : 2 * H + 1]], 1)
-            s = (G @ gq.T).square_().mul_(0.5 * self.sel.lr**2 * self.q_weight)  # (M, sampled members): s²/2, weighted
+            q_weight = self.q_weight
+            if self.sel.harmful == "exclude":  # the sampled members of positive value, averaged
+                kq = self.keep[self.q_idx].float()
+                cnt = torch.zeros(len(self.atoms)).index_add_(0, self.q_owner, kq)
+                q_weight = kq / cnt.clamp(min=1.0)[self.q_owner]
+            s = (G @ gq.T).square_().mul_(0.5 * self.sel.lr**2 * q_weight)  # (M, sampled members): s²/2, weighted
             F.index_add_(1, self.q_owner, s)
         return F.double()
 
@@ -312,6 +367,25 @@ class VTruST:
         ``True``: every member's feature in float64, as the paper computes it.
     quad_sample : int
         Members per atom that estimate the ``s²/2`` term on the fast path (default 16).
+    harmful : {"keep", "exclude"}
+        ``"keep"`` (default): the paper's method; a point enters through its atom whatever its
+        own value. ``"exclude"``: the value-aware variant, which keeps points whose label hurts
+        the value function out. At every epoch each point gets, for every label ``c``, the
+        first-order value one SGD step on ``(x_i, c)`` would have against the pursuit's target
+        (the inner product of that feature column with the target: the decrease of the scaled
+        value components, weighted by the decrease wanted; :func:`label_values`), summed over
+        the epochs as TracIn sums over checkpoints. Each label's values are centred over the
+        training points, which removes what every point of a label shares (a step on any
+        label-``c`` point pulls the class prior towards ``c``, so uncentred values favour
+        whole classes). A point's *label margin* is its centred value with its own label minus
+        the best with another label; a point of non-positive margin (another label would serve
+        the value function better) is harmful: it leaves its atom (the atom's feature is the mean
+        over its other members; an atom with none left is dropped from the selection and not
+        offered) and it is never in the subset. The pursuit picks atoms as before; the members
+        the selected atoms lost are replaced by the points of highest margin outside them, up to
+        ``fraction`` of the split, never by a harmful point (the subset is smaller when fewer
+        than that are helpful). ``diagnostics["n_excluded"]`` counts the harmful points,
+        ``["n_filled"]`` the points topped up; ``SelectionResult.label_margins`` gives every margin.
     epochs, lr, batch_size, model, seed
         The ERM run during which features are collected (``lr`` is also η in the features).
 
@@ -328,7 +402,7 @@ class VTruST:
                  scope: str = "last_layer", projection: int | None = None, epochs: int = 10, lr: float = 3e-3, batch_size: int = 128,
                  model: str = "mlp", max_rows: int = 2000, fair_rows: int = 512, label_noise: float = 0.2,
                  feature_std: float = 0.3, target: str = "realized", nonneg: bool = True, exact: bool = False,
-                 quad_sample: int = 16, seed: int = 0, progress: bool = True):
+                 quad_sample: int = 16, harmful: str = "keep", seed: int = 0, progress: bool = True):
         check_choice("value function", value, VALUE_FUNCTIONS)
         self.value = value
         self.lam = check_fraction("lam", lam, inclusive_low=True, inclusive_high=True)
@@ -352,6 +426,7 @@ class VTruST:
             raise TypeError(f"exact must be True or False; got {exact!r}")
         self.exact = exact
         self.quad_sample = check_int("quad_sample", quad_sample, minimum=1)
+        self.harmful = check_choice("harmful", harmful, ("keep", "exclude"))
         self.seed = check_int("seed", seed, minimum=0)
         self.progress = progress
 
@@ -368,6 +443,16 @@ class VTruST:
         order = np.concatenate([rng.permutation(np.flatnonzero(strata == s)) for s in np.unique(strata)])
         atoms = [order[i : i + size] for i in range(0, n, size)]
         return atoms, size
+
+    @staticmethod
+    def _without_harmful(indices: np.ndarray, collector: "_Collector", n_target: int) -> tuple[np.ndarray, int]:
+        """The selected atoms' members of positive value, topped up to ``n_target`` points by the
+        unselected points of highest positive value; returns the sorted indices and how many were added."""
+        value = collector.label_margin.numpy()
+        kept = indices[value[indices] > 0]
+        outside = np.setdiff1d(np.flatnonzero(value > 0), kept)
+        extra = outside[np.argsort(-value[outside], kind="stable")][: max(0, n_target - len(kept))]
+        return np.sort(np.concatenate([kept, extra])).astype(np.int64), len(extra)
 
     def select(self, task: Task) -> SelectionResult:
         """Train ERM on ``task.train`` for ``epochs`` while selecting; return the subset."""
@@ -391,7 +476,7 @@ class VTruST:
                 RuntimeWarning, stacklevel=2,
             )
         omp = OnlineOMP(n_atoms=n_select, ridge=1e-8, nonneg=self.nonneg)
-        collector = _Collector(self, value, atoms, omp)
+        collector = _Collector(self, value, atoms, omp, labels=task.train.y)
         trainer = Trainer(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                           seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
         t0 = time.perf_counter()
@@ -399,6 +484,9 @@ class VTruST:
         total = time.perf_counter() - t0
         chosen = omp.selected_ids
         indices = np.sort(np.concatenate([atoms[k] for k in chosen])) if chosen else np.zeros(0, np.int64)
+        n_filled = 0
+        if self.harmful == "exclude":
+            indices, n_filled = self._without_harmful(indices, collector, int(round(self.fraction * len(task.train))))
         last = collector.history[-1] if collector.history else {}
         diagnostics = {
             **omp.summary(),
@@ -408,10 +496,14 @@ class VTruST:
             "unit": self.unit, "atom_size": size, "n_candidate_atoms": len(atoms),
             "n_points": len(indices), "fraction_selected": len(indices) / len(task.train),
             "value": self.value, "lam": self.lam, "feature": self.feature, "nonneg": self.nonneg, "exact": self.exact,
+            "harmful": self.harmful, "n_excluded": int((~collector.keep).sum()),
+            "n_filled": n_filled,
             "gradient_dim": ranks["gradient_dim"], "gradient_rank": ranks["gradient_rank"],
             "value_rank": ranks["value_rank"], "feature_rank": ranks["rank"],
             "selection_s": collector.seconds, "training_s": total - collector.seconds,
             "erm_val_accuracy": record.epochs[-1].val["accuracy"] if record.epochs else float("nan"),
         }
         return SelectionResult(indices=indices, atoms=chosen, weights=omp.beta.numpy().copy(),
-                               diagnostics=diagnostics, history=collector.history, model=trainer.model_)
+                               diagnostics=diagnostics, history=collector.history, model=trainer.model_,
+                               point_values=collector.point_value.numpy().copy(),
+                               label_margins=None if collector.label_value is None else collector.label_margin.numpy().copy())
