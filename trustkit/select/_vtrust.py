@@ -253,16 +253,29 @@ class _Collector(Callback):
 
     @property
     def label_margin(self) -> torch.Tensor:
-        """Each point's total value with its own label minus the best total value with another label."""
-        lv = self.label_value - self.label_value.mean(0)  # without the value every point's label c shares
-        own = lv[torch.arange(len(self.atom_of)), self.labels]
-        other = lv.scatter(1, self.labels[:, None], -torch.inf).max(1).values
-        return own - other
+        """How far each point is from being harmful (positive: kept).
+
+        ``pref[i, c] = V[i, c] − V[i, y_i]`` is how much more value point ``i`` would bring with
+        label ``c`` than with its own (``V`` the summed label values); ``t[c]`` is the mean, over the
+        points labelled ``c``, of their own label's lead over the best other label. The margin is
+        ``min over c ≠ y_i of t[c] − pref[i, c]``: a point is harmful when the value function
+        prefers another label for it at least as strongly as it prefers that label for a typical
+        point carrying it (confident learning's per-class thresholds, on values instead of
+        probabilities). A constant added to a label's values moves ``pref`` and ``t`` alike, so
+        what every point of a label shares (the pull on the class prior) does not decide.
+        """
+        lv, y = self.label_value, self.labels
+        rows = torch.arange(len(y))
+        pref = lv - lv[rows, y][:, None]
+        lead = lv[rows, y] - lv.scatter(1, y[:, None], -torch.inf).max(1).values
+        t = torch.full((lv.shape[1],), torch.inf, dtype=lv.dtype)
+        for c in torch.unique(y):
+            t[c] = lead[y == c].mean()
+        return (t[None, :] - pref).scatter(1, y[:, None], torch.inf).min(1).values
 
     def _update_values(self, v: torch.Tensor) -> torch.Tensor:
-        """Add this epoch's point values; with ``harmful="exclude"`` a point whose label serves the
-        value less than another label would leaves its atom. Returns each point's averaging weight
-        within its atom."""
+        """Add this epoch's point values; with ``harmful="exclude"`` a point of non-positive label
+        margin (:attr:`label_margin`) leaves its atom. Returns each point's averaging weight within its atom."""
         self.point_value += v
         if self.sel.harmful != "exclude":
             return self.weight_of
@@ -369,23 +382,25 @@ class VTruST:
         Members per atom that estimate the ``s²/2`` term on the fast path (default 16).
     harmful : {"keep", "exclude"}
         ``"keep"`` (default): the paper's method; a point enters through its atom whatever its
-        own value. ``"exclude"``: the value-aware variant, which keeps points whose label hurts
-        the value function out. At every epoch each point gets, for every label ``c``, the
-        first-order value one SGD step on ``(x_i, c)`` would have against the pursuit's target
-        (the inner product of that feature column with the target: the decrease of the scaled
-        value components, weighted by the decrease wanted; :func:`label_values`), summed over
-        the epochs as TracIn sums over checkpoints. Each label's values are centred over the
-        training points, which removes what every point of a label shares (a step on any
-        label-``c`` point pulls the class prior towards ``c``, so uncentred values favour
-        whole classes). A point's *label margin* is its centred value with its own label minus
-        the best with another label; a point of non-positive margin (another label would serve
-        the value function better) is harmful: it leaves its atom (the atom's feature is the mean
-        over its other members; an atom with none left is dropped from the selection and not
-        offered) and it is never in the subset. The pursuit picks atoms as before; the members
-        the selected atoms lost are replaced by the points of highest margin outside them, up to
-        ``fraction`` of the split, never by a harmful point (the subset is smaller when fewer
-        than that are helpful). ``diagnostics["n_excluded"]`` counts the harmful points,
-        ``["n_filled"]`` the points topped up; ``SelectionResult.label_margins`` gives every margin.
+        own value. ``"exclude"``: the value-aware variant, which keeps points whose label works
+        against the value function out. At every epoch each point gets, for every label ``c``,
+        the first-order value one SGD step on ``(x_i, c)`` would have against the pursuit's
+        target (the inner product of that feature column with the target: the decrease of the
+        scaled value components, weighted by the decrease wanted; :func:`label_values`), summed
+        over the epochs as TracIn sums over checkpoints. A point is harmful when the value
+        function prefers another label ``c`` for it at least as strongly as it prefers ``c``, on
+        average, for the points labelled ``c`` (confident learning's per-class thresholds, on
+        values instead of predicted probabilities; ``_Collector.label_margin``): a label every
+        point shares a pull towards does not decide, and a rare but plausible label is kept. A
+        harmful point leaves its atom (the atom's feature is the mean over its other members; an
+        atom with none left is dropped from the selection and not offered) and is never in the
+        subset. The pursuit picks atoms as before; the subset is then, per label, the selected
+        atoms' helpful members topped up by the helpful points of highest margin outside them,
+        to ``fraction`` of the label's points (the split's class shares are kept; a label with
+        fewer helpful points gets fewer). ``diagnostics["n_excluded"]`` counts the harmful
+        points, ``["n_filled"]`` the points topped up; ``SelectionResult.label_margins`` gives
+        every margin. With a fairness block in the value, a label can be "preferred" because it
+        would narrow the gap, so more points are excluded than label noise alone explains.
     epochs, lr, batch_size, model, seed
         The ERM run during which features are collected (``lr`` is also η in the features).
 
@@ -445,14 +460,24 @@ class VTruST:
         return atoms, size
 
     @staticmethod
-    def _without_harmful(indices: np.ndarray, collector: "_Collector", n_target: int) -> tuple[np.ndarray, int]:
-        """The selected atoms' members of positive value, topped up to ``n_target`` points by the
-        unselected points of highest positive value; returns the sorted indices and how many were added."""
-        value = collector.label_margin.numpy()
-        kept = indices[value[indices] > 0]
-        outside = np.setdiff1d(np.flatnonzero(value > 0), kept)
-        extra = outside[np.argsort(-value[outside], kind="stable")][: max(0, n_target - len(kept))]
-        return np.sort(np.concatenate([kept, extra])).astype(np.int64), len(extra)
+    def _without_harmful(indices: np.ndarray, margin: np.ndarray, labels: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
+        """Per label, the selected atoms' members of positive ``margin`` (the highest if more than the
+        label's quota), topped up to the quota by the unselected points of that label with the highest
+        positive margin; the quota is ``fraction`` of the label's training points, so the subset keeps
+        the split's class shares. Returns the sorted indices and how many were topped up."""
+        chosen = np.zeros(len(margin), bool)
+        chosen[indices] = True
+        out, filled = [], 0
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            quota = int(round(fraction * len(members)))
+            helpful = members[margin[members] > 0]
+            inside, outside = helpful[chosen[helpful]], helpful[~chosen[helpful]]
+            inside = inside[np.argsort(-margin[inside], kind="stable")][:quota]
+            extra = outside[np.argsort(-margin[outside], kind="stable")][: quota - len(inside)]
+            out += [inside, extra]
+            filled += len(extra)
+        return np.sort(np.concatenate(out)).astype(np.int64), filled
 
     def select(self, task: Task) -> SelectionResult:
         """Train ERM on ``task.train`` for ``epochs`` while selecting; return the subset."""
@@ -486,7 +511,7 @@ class VTruST:
         indices = np.sort(np.concatenate([atoms[k] for k in chosen])) if chosen else np.zeros(0, np.int64)
         n_filled = 0
         if self.harmful == "exclude":
-            indices, n_filled = self._without_harmful(indices, collector, int(round(self.fraction * len(task.train))))
+            indices, n_filled = self._without_harmful(indices, collector.label_margin.numpy(), task.train.y, self.fraction)
         last = collector.history[-1] if collector.history else {}
         diagnostics = {
             **omp.summary(),
