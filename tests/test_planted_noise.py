@@ -214,3 +214,78 @@ def test_planted_noise_chart_has_the_expected_encodings():
     assert err["spec"]["layer"][1]["encoding"]["y"]["field"] == "error"
     with pytest.raises(ValueError, match="y must be 'val_loss' or 'error'; got 'eo_gap'"):
         planted_noise_chart(_chart_frame(), y="eo_gap")
+
+
+# ------------------------------------------------------------------------------------------------
+# the planted-noise claim
+
+
+def _noisy(shift: float, *, seeds=range(8), rng=0, rate=0.2) -> pd.DataFrame:
+    from trustkit.experiments import planted_selection
+
+    return planted_selection(shift={("vtrust_va λ=0.5", "flipped_kept"): shift}, seeds=seeds, rng=rng,
+                             others=("random",), variants=("vtrust_va",), label_noise={"rate": rate, "kind": "uniform"})
+
+
+def _noise_rows(claims: pd.DataFrame) -> pd.DataFrame:
+    from trustkit.experiments._guidelines import NOISE_CLAIM
+
+    return claims[claims["claim"] == NOISE_CLAIM]
+
+
+def test_the_planted_reduction_of_flipped_points_is_recovered():
+    from trustkit.experiments import claims_check
+
+    c = _noise_rows(claims_check({"vtrust": _noisy(-0.05)}))
+    assert len(c) == 1 and c["verdict"].iloc[0] == "supported"
+    assert "uniform label noise at 0.2" in c["setting"].iloc[0] and "Holm" in c["family"].iloc[0]
+    import re
+
+    m = re.search(r"keeps ([0-9.]+) flipped against random's ([0-9.]+): ([-+0-9.]+) \[([-+0-9.]+), ([-+0-9.]+)\]",
+                  c["measured"].iloc[0])
+    diff, lo, hi = (float(m.group(i)) for i in (3, 4, 5))
+    assert lo < -0.05 < hi and abs(diff + 0.05) < 0.01  # the planted -0.05 is inside the measured interval
+
+
+def test_a_zero_effect_is_supported_no_more_often_than_the_test_level():
+    from trustkit.experiments import claims_check
+
+    verdicts = [_noise_rows(claims_check({"vtrust": _noisy(0.0, rng=r)}))["verdict"].iloc[0] for r in range(40)]
+    assert verdicts.count("supported") <= 5  # one-sided tests at 0.05: about 2 of 40 by chance
+    assert set(verdicts) <= {"supported", "inconclusive", "contradicted"}
+    more = [_noise_rows(claims_check({"vtrust": _noisy(+0.05, rng=r)}))["verdict"].iloc[0] for r in range(5)]
+    assert more == ["contradicted"] * 5
+
+
+def test_the_claim_is_not_tested_without_noisy_runs_or_seeds():
+    from trustkit.experiments import claims_check, planted_selection
+
+    clean = planted_selection(seeds=range(8), others=("random",), variants=("vtrust_va",))
+    c = claims_check({"vtrust": clean})
+    assert _noise_rows(c)["verdict"].tolist() == ["not tested"]
+    assert "no planted-noise runs" in _noise_rows(c)["measured"].iloc[0]
+    assert _noise_rows(claims_check({"vtrust": _noisy(-0.05, seeds=range(2))}))["verdict"].iloc[0].startswith("not tested")
+
+
+def test_noisy_runs_leave_the_table_one_claim_alone_and_survive_the_store(tmp_path):
+    from trustkit.experiments import claims_check, load_phase_results, planted_selection, write_planted_reports
+
+    clean = planted_selection(seeds=range(8), others=("random",), shift={("vtrust λ=0.5", "eo_gap"): -0.08})
+    noisy = _noisy(-0.05, rng=1).assign(eo_gap=0.5)  # far worse gaps under noise must not reach the clean claim
+    both = claims_check({"vtrust": pd.concat([clean, noisy], ignore_index=True)})
+    alone = claims_check({"vtrust": clean})
+    assert both["verdict"].iloc[0] == alone["verdict"].iloc[0] and both["measured"].iloc[0] == alone["measured"].iloc[0]
+    loaded = load_phase_results(write_planted_reports(tmp_path, selection=pd.concat([clean, noisy], ignore_index=True)))
+    c = claims_check(loaded)
+    assert _noise_rows(c)["verdict"].tolist() == ["supported"]
+    assert c["verdict"].iloc[0] == alone["verdict"].iloc[0]
+
+
+def test_degenerate_runs_are_left_out_of_the_claim():
+    from trustkit.experiments import claims_check
+
+    df = _noisy(-0.05)
+    dead = (df["method"] == "vtrust_va") & (df["seed"] < 6)
+    df.loc[dead, "error"] = 0.9  # far above whole data: degenerate
+    c = _noise_rows(claims_check({"vtrust": df}))
+    assert c["verdict"].iloc[0].startswith("not tested") and "6 degenerate run(s) left out" in c["measured"].iloc[0]

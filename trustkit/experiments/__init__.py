@@ -26,7 +26,7 @@ from ._bounds import gap_vs_steps, gaussian_model_task, loglog_slope, measured_g
 from ._evidence import add_verdicts, design_labels, paired_tests, trained_mask
 from ._guidelines import (GUIDELINE_VERDICTS, PROPOSAL_METHODS, adaptive_claims, choose_vtrust_lambda, claims_check,
                           find_stores, guideline_tests, guidelines_table, load_phase_results, markdown_table, robust_claims,
-                          vtrust_claims)
+                          noise_claims, vtrust_claims)
 from ._planted import (PLANTED_BASE, planted_adaptive, planted_selection, planted_sweep, planted_truth,
                        write_planted_reports)
 from ._overview import QUICK_CORRUPTIONS, erm_overview
@@ -69,6 +69,6 @@ __all__ = ["ResultStore", "run_key", "run_grid", "EXECUTORS", "RunFailed", "work
            "interactive_run", "gap_vs_steps", "oracle_gap_vs_steps", "loglog_slope", "gaussian_model_task",
            "measured_gaussian_frontier", "find_stores", "load_phase_results", "guidelines_table",
            "claims_check", "markdown_table", "paired_tests", "add_verdicts", "design_labels", "trained_mask",
-           "guideline_tests", "adaptive_claims", "vtrust_claims", "robust_claims", "choose_vtrust_lambda",
+           "guideline_tests", "adaptive_claims", "vtrust_claims", "noise_claims", "robust_claims", "choose_vtrust_lambda",
            "GUIDELINE_VERDICTS", "PROPOSAL_METHODS", "planted_sweep", "planted_adaptive", "planted_selection",
            "planted_truth", "write_planted_reports", "PLANTED_BASE"]

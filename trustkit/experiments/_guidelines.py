@@ -32,7 +32,7 @@ from ._evidence import add_verdicts, design_labels, paired_tests, trained_mask
 from ._store import ResultStore
 
 __all__ = ["find_stores", "load_phase_results", "guideline_tests", "guidelines_table", "claims_check", "adaptive_claims",
-           "vtrust_claims", "robust_claims", "choose_vtrust_lambda", "markdown_table", "GUIDELINE_VERDICTS",
+           "vtrust_claims", "noise_claims", "robust_claims", "choose_vtrust_lambda", "markdown_table", "GUIDELINE_VERDICTS",
            "PROPOSAL_METHODS"]
 
 GOALS = {"fairness": "smaller fairness gap", "robustness": "higher robust accuracy"}
@@ -45,7 +45,7 @@ _METRIC_WORDS = {"dp_gap": "DP gap", "eo_gap": "EO gap", "robust_accuracy": "rob
                  "error": "error", "accuracy": "accuracy"}
 #: the settings that make two runs of a phase comparable (runs differing in them are never pooled)
 _DESIGN = {"adaptive": ["quick", "ref_time_s", "loader"],
-           "vtrust": ["value", "select_epochs", "train_epochs", "selector_version", "loader"],
+           "vtrust": ["value", "select_epochs", "train_epochs", "selector_version", "loader", "label_noise"],
            "vtrust_robust": ["corruptions", "aug_factor", "epochs", "saug_rounds", "fraction", "lam"]}
 _REGIME_NAMES = {"low": "training time: 10% of a full run", "medium": "training time: 50% of a full run",
                  "high": "training time: a full run"}
@@ -453,6 +453,10 @@ def vtrust_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 
     rows = []
     if frame.empty or not {"method", "fraction", "seed", "eo_gap", "error"} <= set(frame.columns):
         return pd.DataFrame(rows)
+    noise_rows = noise_claims(frame, alpha=alpha, min_seeds=min_seeds)
+    frame = frame[~_is_noisy(frame)]  # the paper's claim is about clean labels
+    if frame.empty:
+        return noise_rows
     f = _with_design(_vtrust_labels(frame), "vtrust")
     if "store" not in f:
         f = f.assign(store="")
@@ -503,6 +507,92 @@ def vtrust_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 
                      "measured": measured, "verdict": verdict,
                      "family": family_text("holm", m, "this claim (VTruST against every other method, and its error)",
                                            alpha=alpha)})
+    return pd.concat([pd.DataFrame(rows), noise_rows], ignore_index=True) if len(noise_rows) else pd.DataFrame(rows)
+
+
+def _is_noisy(frame: pd.DataFrame) -> pd.Series:
+    """True for selection runs trained on planted label noise (``flip_rate`` above 0, or a
+    ``label_noise`` config)."""
+    out = pd.Series(False, index=frame.index)
+    if "flip_rate" in frame.columns:
+        out |= pd.to_numeric(frame["flip_rate"], errors="coerce").fillna(0) > 0
+    if "label_noise" in frame.columns:
+        out |= frame["label_noise"].map(lambda v: isinstance(v, Mapping) and bool(v))
+    return out
+
+
+NOISE_CLAIM = "value-aware VTruST keeps fewer flipped points than a random subset"
+
+
+def noise_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 3) -> pd.DataFrame:
+    """The planted-noise claim against a selection frame: value-aware VTruST (``vtrust_va``,
+    ``harmful="exclude"``) keeps a smaller share of flipped training points than a random subset.
+
+    Per (store, design, dataset, fraction, noise kind, flip rate) and ``vtrust_va`` λ, a one-sided
+    paired test of ``flipped_kept`` against ``random`` over the seeds where neither run is
+    degenerate (:func:`~trustkit.experiments.flag_degenerate`); every such test of the frame is
+    one Holm family. Each setting's verdict: *supported* (every λ's corrected test significant,
+    fewer flipped points), *contradicted* (some λ's simultaneous interval excludes any reduction),
+    *inconclusive*, or *not tested* (fewer than ``min_seeds`` paired seeds). A frame with
+    selection runs but no planted-noise runs of both methods gives one *not tested* row.
+    """
+    from ._selection import flag_degenerate
+
+    made_by = "trustkit (VTruST with harmful='exclude')"
+    if frame.empty or not {"method", "seed"} <= set(frame.columns):
+        return pd.DataFrame()
+    f = frame[_is_noisy(frame)]
+    if not len(f) or "flipped_kept" not in f or not {"vtrust_va", "random"} <= set(f["method"]):
+        return pd.DataFrame([{"claim": NOISE_CLAIM, "made_by": made_by, "setting": "planted label noise",
+                              "measured": "no planted-noise runs of vtrust_va and random in the store", "verdict": "not tested",
+                              "family": ""}])
+    if "degenerate" not in f.columns and {"error"} <= set(f.columns):
+        f = flag_degenerate(f)
+    bad = f["degenerate"].fillna(False).astype(bool) if "degenerate" in f else pd.Series(False, index=f.index)
+    f = _vtrust_labels(f).assign(store=f["store"] if "store" in f else "", degenerate=bad)
+    if "noise_kind" not in f or "flip_rate" not in f:
+        f = f.assign(noise_kind=f["label_noise"].map(lambda v: v["kind"]), flip_rate=f["label_noise"].map(lambda v: v["rate"]))
+    f = f.assign(design=design_labels(f, columns=[c for c in _DESIGN["vtrust"] if c != "label_noise"]))
+    keys = ["store", "design", "dataset", "fraction", "noise_kind", "flip_rate"]
+    tests = []
+    for key, g in f.groupby(keys, sort=False, dropna=False):
+        ok = g[~g["degenerate"]]
+        base = ok[ok["method"] == "random"].drop_duplicates("seed").set_index("seed")["flipped_kept"]
+        for label in dict.fromkeys(g.loc[g["method"] == "vtrust_va", "label"]):
+            cur = ok[ok["label"] == label].drop_duplicates("seed").set_index("seed")["flipped_kept"]
+            e = paired_effect(base, cur, alternative="less")
+            n_bad = int(g.loc[g["label"].isin([label, "random"]), "degenerate"].sum())
+            tests.append({"key": key, "label": label, "base": base, "cur": cur, "degenerate": n_bad, **e,
+                          "p_value": e["p_value"] if e["n"] >= min_seeds else float("nan")})
+    if not tests:
+        return pd.DataFrame()
+    _holm(tests, alpha)
+    m = tests[0]["family_size"]
+    fam = family_text("holm", m, "this claim (vtrust_va against random, every planted-noise setting and λ)", alpha=alpha)
+    rows = []
+    for key in dict.fromkeys(t["key"] for t in tests):
+        ts = [t for t in tests if t["key"] == key]
+        store, design, dataset, fraction, kind, rate = key
+        n = min(int(t["n"]) for t in ts)
+        contra = any(np.isfinite(s_["lo"]) and s_["lo"] >= 0
+                     for s_ in (_simultaneous(t["base"], t["cur"], m, alpha) for t in ts))
+        verdict = ("not tested" if n < min_seeds else "supported" if all(t["significant"] for t in ts)
+                   else "contradicted" if contra else "inconclusive")
+        parts = []
+        for t in ts:
+            text = (f"{t['label']} keeps {float(t['cur'].mean()):.3f} flipped against random's {float(t['base'].mean()):.3f}: "
+                    f"{t['diff']:+.3f}")
+            if n >= min_seeds:
+                text += f" [{t['lo']:+.3f}, {t['hi']:+.3f}], Holm p = {_q(t['q_value'])}"
+            if t["degenerate"]:
+                text += f"; {t['degenerate']} degenerate run(s) left out"
+            parts.append(text)
+        d = f", {design}" if design else ""
+        rows.append({"claim": NOISE_CLAIM, "made_by": made_by,
+                     "setting": f"{dataset}, fraction {float(fraction):g}, {kind} label noise at {float(rate):g}{d}",
+                     "measured": "; ".join(parts) + f" ({n} paired seed{'s' if n != 1 else ''}) [store {store}]",
+                     "verdict": verdict + ("" if n >= min_seeds else f": {n} seed(s), {min_seeds} needed"),
+                     "family": fam if n >= min_seeds else ""})
     return pd.DataFrame(rows)
 
 

@@ -137,13 +137,22 @@ def planted_adaptive(*, shift: Mapping[tuple, float] | None = None, seeds: Seque
 def planted_selection(*, shift: Mapping[tuple, float] | None = None, seeds: Sequence[int] = range(8),
                       fraction: float = 0.6, lams: Sequence[float] = (0.5,), others: Sequence[str] = ("random", "ssfr", "threshold"),
                       dataset: str = "compas", seed_sd=None, noise_sd=None, rng: int | np.random.Generator = 0,
-                      store: str = "vtrust/vtrust_store_planted") -> pd.DataFrame:
+                      store: str = "vtrust/vtrust_store_planted", variants: Sequence[str] = (),
+                      label_noise: Mapping | None = None) -> pd.DataFrame:
     """Selection records (VTruST's Table-1 comparison) with a planted truth: ``shift`` maps
     ``(label, metric)`` — labels ``whole``, ``vtrust λ=0.5``, the ``others`` — for metrics
     ``eo_gap``, ``error``, ``val_eo_gap``, ``val_error`` to a planted change.
 
+    ``variants`` adds λ-aware VTruST variants (e.g. ``"vtrust_va"``, labels ``"vtrust_va λ=0.5"``).
+    ``label_noise`` (``{"rate": r, "kind": k}``) makes them planted-noise runs: the config holds it,
+    and the records gain ``flip_rate``, ``noise_kind``, ``flipped_kept`` (planted around ``r``, sd
+    0.01 between seeds) and ``val_loss``, which ``shift`` can move too.
+
     >>> sorted(planted_selection(seeds=range(2))["method"].unique())
     ['random', 'ssfr', 'threshold', 'vtrust', 'whole']
+    >>> noisy = planted_selection(seeds=range(2), variants=["vtrust_va"], label_noise={"rate": 0.2, "kind": "uniform"})
+    >>> "vtrust_va" in set(noisy["method"]), round(float(noisy["flipped_kept"].mean()), 1)
+    (True, 0.2)
     """
     from ._selection import SELECTOR_VERSION
     from ._store import run_key
@@ -152,18 +161,26 @@ def planted_selection(*, shift: Mapping[tuple, float] | None = None, seeds: Sequ
     metrics = ["eo_gap", "error", "val_eo_gap", "val_error"]
     base = {"eo_gap": 0.20, "error": 0.33, "val_eo_gap": 0.20, "val_error": 0.33}
     sd = {"eo_gap": 0.03, "error": 0.01, "val_eo_gap": 0.03, "val_error": 0.01}
-    labels = ["whole", *[f"vtrust λ={lam:g}" for lam in lams], *others]
+    if label_noise:
+        metrics += ["flipped_kept", "val_loss"]
+        base.update(flipped_kept=float(label_noise["rate"]), val_loss=0.62)
+        sd.update(flipped_kept=0.01, val_loss=0.02)
+    labels = ["whole", *[f"{v} λ={lam:g}" for v in ("vtrust", *variants) for lam in lams], *others]
     vals = _draw(rng, labels, list(seeds), metrics, dict(shift or {}), seed_sd=_sds(seed_sd, metrics, sd),
                  noise_sd=_sds(noise_sd, metrics, {m: 0.5 * v for m, v in sd.items()}), base=base)
     rows = []
     for label in labels:
-        method, lam = (("vtrust", float(label.split("=")[1])) if label.startswith("vtrust") else (label, None))
+        method, lam = ((label.split(" λ=")[0], float(label.split("=")[1])) if " λ=" in label else (label, None))
         for s in seeds:
             cfg = {"job": "selection", "selector_version": SELECTOR_VERSION, "dataset": dataset, "method": method,
                    "seed": int(s), "fraction": float(fraction), "value": "accuracy+fairness", "lam": lam,
-                   "select_epochs": 5, "train_epochs": 20}
+                   "select_epochs": 5, "train_epochs": 20, **({"label_noise": dict(label_noise)} if label_noise else {})}
             res = dict(vals[(label, s)])
             res.update({"accuracy": 1 - res["error"], "select_x": 1.0, "positive_rate": 0.45})
+            if label_noise:
+                res.update({"flip_rate": float(label_noise["rate"]), "noise_kind": label_noise["kind"]})
+                if method == "whole":
+                    res["flipped_kept"] = float(label_noise["rate"])
             rows.append({**cfg, **res, "store": store, "record": run_key(cfg)})
     return pd.DataFrame(rows)
 
@@ -193,7 +210,9 @@ def write_planted_reports(root: str | Path, *, sweep: tuple[pd.DataFrame, dict] 
         for store_path, g in frame.groupby("store", sort=False):
             store = ResultStore(root / store_path)
             for _, r in g.iterrows():
-                cfg = {k: (None if isinstance(r[k], float) and np.isnan(r[k]) else r[k]) for k in config_cols}
+                cfg = {k: (None if isinstance(r[k], float) and np.isnan(r[k]) else r[k]) for k in config_cols if k in r.index}
+                if cfg.get("label_noise", 0) is None:  # a clean run's config has no label_noise key
+                    del cfg["label_noise"]
                 res = {k: v for k, v in r.items() if k not in config_cols and k not in result_drop}
                 store.put(cfg, res)
             yield store
@@ -210,5 +229,5 @@ def write_planted_reports(root: str | Path, *, sweep: tuple[pd.DataFrame, dict] 
                             "ref_val_robust_accuracy", "loader"]))
     if selection is not None:
         list(put(selection, ["job", "selector_version", "dataset", "method", "seed", "fraction", "value", "lam",
-                             "select_epochs", "train_epochs"]))
+                             "select_epochs", "train_epochs", "label_noise"]))
     return root
