@@ -289,3 +289,11 @@ def test_degenerate_runs_are_left_out_of_the_claim():
     df.loc[dead, "error"] = 0.9  # far above whole data: degenerate
     c = _noise_rows(claims_check({"vtrust": df}))
     assert c["verdict"].iloc[0].startswith("not tested") and "6 degenerate run(s) left out" in c["measured"].iloc[0]
+
+
+def test_digits_run_on_flattened_pixels_with_noise_in_the_lower_classes(tmp_path):
+    df = selection_comparison("digits", methods=["whole", "random", "cleanlab"], seeds=[0], store=tmp_path,
+                              dataset_kwargs={"image_size": 8}, label_noise={"rate": 0.2, "kind": "group"}, **FAST)
+    by = df.set_index("method")
+    assert by.loc["whole", "flipped_kept"] == pytest.approx(0.2, abs=1e-3) and "eo_gap" not in df
+    assert df["top_class_share"].between(0.05, 0.98).all() and df["val_loss"].notna().all()

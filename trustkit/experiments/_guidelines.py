@@ -590,7 +590,8 @@ def noise_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 3
         d = f", {design}" if design else ""
         rows.append({"claim": NOISE_CLAIM, "made_by": made_by,
                      "setting": f"{dataset}, fraction {float(fraction):g}, {kind} label noise at {float(rate):g}{d}",
-                     "measured": "; ".join(parts) + f" ({n} paired seed{'s' if n != 1 else ''}) [store {store}]",
+                     "measured": "; ".join(parts) + f" ({n} paired seed{'s' if n != 1 else ''})"
+                                 + (f" [store {store}]" if store else ""),
                      "verdict": verdict + ("" if n >= min_seeds else f": {n} seed(s), {min_seeds} needed"),
                      "family": fam if n >= min_seeds else ""})
     return pd.DataFrame(rows)

@@ -26,8 +26,8 @@ _LAMBDA_METHODS = ("vtrust", "vtrust_va", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
 # off-the-shelf selectors (trustkit.select._field); asked for by name, not in the default comparison
 FIELD_METHODS = ("cleanlab", "data_oob", "knn_shapley")
-#: variants of VTruST asked for by name: "vtrust_va" is value-aware (``harmful="exclude"``: points of
-#: non-positive value are left out of the atoms)
+#: variants of VTruST asked for by name: "vtrust_va" is value-aware (``harmful="exclude"``: points whose
+#: label works against the value function are kept out of the subset)
 VARIANT_METHODS = ("vtrust_va",)
 #: a retrained model whose test error exceeds whole-data training's on the same seed by more than
 #: this (absolute) is degenerate
@@ -93,6 +93,9 @@ def _noisy_task(cfg: Mapping):
     from ..data import plant_label_noise
 
     task = load_task(cfg["dataset"], seed=cfg["seed"], **cfg.get("loader", {}))
+    if task.kind == "image":  # the selection runner's MLP reads rows: an image is its flattened pixels
+        task = task.replace(**{n: task.split(n).replace(X=task.split(n).X.reshape(len(task.split(n)), -1))
+                               for n in ("train", "val", "test")})
     noise = cfg.get("label_noise")
     if not noise:
         return task, None, {"flip_rate": 0.0, "noise_kind": "none"}
@@ -306,6 +309,9 @@ def selection_comparison(
     stored apart. Every row has ``flip_rate``, ``noise_kind`` (``"none"`` without noise) and
     ``flipped_kept``, the share of flipped points in the training subset (whole data: the
     training split's share, ``r``).
+
+    Image tasks (digits, MNIST, …) are selected and retrained on their flattened pixels with the
+    same MLP (``dataset_kwargs={"image_size": 8}`` keeps digits at its native 8×8 = 64 columns).
 
     Every retrained row also has ``val_loss`` (the cross-entropy of the retrained model on the
     clean validation split), ``top_class_share`` (the largest share of test points given one
