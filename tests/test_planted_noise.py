@@ -297,3 +297,17 @@ def test_digits_run_on_flattened_pixels_with_noise_in_the_lower_classes(tmp_path
     by = df.set_index("method")
     assert by.loc["whole", "flipped_kept"] == pytest.approx(0.2, abs=1e-3) and "eo_gap" not in df
     assert df["top_class_share"].between(0.05, 0.98).all() and df["val_loss"].notna().all()
+
+
+def test_degenerate_arms_do_not_decide_the_table_one_claim_or_the_guidelines():
+    from trustkit.experiments import claims_check, guidelines_table, planted_selection
+
+    df = planted_selection(seeds=range(8), others=("random",), shift={("vtrust λ=0.5", "eo_gap"): -0.08})
+    assert claims_check({"vtrust": df})["verdict"].iloc[0] == "supported"
+    collapsed = df.copy()
+    m = collapsed["method"] == "random"
+    collapsed.loc[m, "positive_rate"], collapsed.loc[m, "eo_gap"] = 0.999, 0.0  # one class for everyone: no gap
+    c = claims_check({"vtrust": collapsed})
+    assert c["verdict"].iloc[0] == "supported" and "8 degenerate run(s) left out" in c["measured"].iloc[0]
+    g = guidelines_table({"vtrust": collapsed})
+    assert "random" not in set(g["best_candidate"]) and "random" not in set(g["recommended"])

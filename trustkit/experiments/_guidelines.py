@@ -143,6 +143,7 @@ def guideline_tests(results: Mapping[str, pd.DataFrame], *, margins: Mapping[str
                                         time_col="train_time_s", margins=margins)
     v = results.get("vtrust", pd.DataFrame())
     if len(v) and {"method", "fraction", "seed"} <= set(v.columns):
+        v = _sound(v)  # degenerate retrained models: their small gaps mean nothing
         v = _with_design(_vtrust_labels(v), "vtrust").assign(store=v.get("store", ""))
         v = v.assign(accuracy=1 - v["error"])
         out["data selection"] = _tests(v, within=["store", "design", "dataset", "fraction"], arm="label", baseline="whole",
@@ -457,6 +458,8 @@ def vtrust_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 
     frame = frame[~_is_noisy(frame)]  # the paper's claim is about clean labels
     if frame.empty:
         return noise_rows
+    n_all = frame.groupby([c for c in ("store", "dataset", "fraction") if c in frame], dropna=False).size()
+    frame = _sound(frame)  # a degenerate model's small gap would count as the lowest
     f = _with_design(_vtrust_labels(frame), "vtrust")
     if "store" not in f:
         f = f.assign(store="")
@@ -502,12 +505,34 @@ def vtrust_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 
                     f"whole data {means.loc['whole', 'eo_gap']:.3f}, {means.loc['whole', 'error']:.3f}; lowest other: "
                     f"{lowest_other.idxmin()} {lowest_other.min():.3f} (means over {n} paired seeds); "
                     + "; ".join(f"{t['what']}: {t['diff']:+.3f} [{t['lo']:+.3f}, {t['hi']:+.3f}], Holm p = {_q(t['q_value'])}"
-                                for t in tests) + f" [store {store}]")
+                                for t in tests) + _left_out(n_all, g, store, dataset, fraction) + f" [store {store}]")
         rows.append({"claim": claim, "made_by": "VTruST paper (Das et al. 2024, Table 1)", "setting": setting,
                      "measured": measured, "verdict": verdict,
                      "family": family_text("holm", m, "this claim (VTruST against every other method, and its error)",
                                            alpha=alpha)})
     return pd.concat([pd.DataFrame(rows), noise_rows], ignore_index=True) if len(noise_rows) else pd.DataFrame(rows)
+
+
+def _sound(frame: pd.DataFrame) -> pd.DataFrame:
+    """The selection runs whose retrained model is not degenerate
+    (:func:`~trustkit.experiments.flag_degenerate`, computed where the frame lacks the column)."""
+    from ._selection import flag_degenerate
+
+    if "degenerate" not in frame.columns:
+        if not {"method", "seed", "error"} <= set(frame.columns):
+            return frame
+        frame = flag_degenerate(frame)
+    return frame[~frame["degenerate"].fillna(False).astype(bool)]
+
+
+def _left_out(n_all: pd.Series, g: pd.DataFrame, store, dataset, fraction) -> str:
+    key = tuple(k for k, c in ((store, "store"), (dataset, "dataset"), (fraction, "fraction")) if c in n_all.index.names)
+    try:
+        n = int(n_all.loc[key if len(key) > 1 else key[0]])
+    except KeyError:
+        return ""
+    gone = n - len(g)
+    return f"; {gone} degenerate run(s) left out" if gone > 0 else ""
 
 
 def _is_noisy(frame: pd.DataFrame) -> pd.Series:

@@ -244,7 +244,8 @@ def flag_degenerate(df: pd.DataFrame, *, share: float = DEGENERATE_SHARE,
         if np.isfinite(v) and v >= share:
             reasons[i].append(f"predicts one class for {v:.1%} of test points")
     if {"method", "seed", "error"} <= set(out.columns):
-        keys = [c for c in ("dataset", "fraction", "seed", "noise_kind", "flip_rate", "train_epochs", "loader") if c in out]
+        keys = [c for c in ("store", "dataset", "fraction", "seed", "noise_kind", "flip_rate", "train_epochs", "loader",
+                            "selector_version") if c in out]
         text = out[keys].apply(lambda r: _json_key(r.tolist()), axis=1) if n else pd.Series(dtype=object)
         err = pd.to_numeric(out["error"], errors="coerce")
         is_whole = (out["method"] == "whole").to_numpy()
