@@ -289,6 +289,9 @@ def test_degenerate_runs_are_left_out_of_the_claim():
     df.loc[dead, "error"] = 0.9  # far above whole data: degenerate
     c = _noise_rows(claims_check({"vtrust": df}))
     assert c["verdict"].iloc[0].startswith("not tested") and "6 degenerate run(s) left out" in c["measured"].iloc[0]
+    df.loc[df["method"] == "vtrust_va", "error"] = 0.9
+    text = _noise_rows(claims_check({"vtrust": df}))["measured"].iloc[0]
+    assert "no pair of sound runs" in text and "nan" not in text
 
 
 def test_digits_run_on_flattened_pixels_with_noise_in_the_lower_classes(tmp_path):

@@ -605,8 +605,11 @@ def noise_claims(frame: pd.DataFrame, *, alpha: float = 0.05, min_seeds: int = 3
                    else "contradicted" if contra else "inconclusive")
         parts = []
         for t in ts:
-            text = (f"{t['label']} keeps {float(t['cur'].mean()):.3f} flipped against random's {float(t['base'].mean()):.3f}: "
-                    f"{t['diff']:+.3f}")
+            if not len(t["cur"]) or not len(t["base"]):
+                text = f"{t['label']} against random: no pair of sound runs"
+            else:
+                text = (f"{t['label']} keeps {float(t['cur'].mean()):.3f} flipped against random's "
+                        f"{float(t['base'].mean()):.3f}: {t['diff']:+.3f}")
             if n >= min_seeds:
                 text += f" [{t['lo']:+.3f}, {t['hi']:+.3f}], Holm p = {_q(t['q_value'])}"
             if t["degenerate"]:
