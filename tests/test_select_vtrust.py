@@ -239,6 +239,22 @@ def test_value_aware_vtrust_fills_each_label_to_its_share_with_helpful_points(ge
         VTruST(harmful="drop")
 
 
+def test_value_aware_vtrust_keeps_every_class_of_clean_digits():
+    # ten classes, clean labels: the per-class thresholds exclude a minority of points and every
+    # label keeps its share where it has enough helpful points (a rule comparing labels without
+    # per-point centring and thresholds dropped whole classes)
+    task = load_digits(image_size=8, seed=0)
+    task = task.replace(**{n: task.split(n).replace(X=task.split(n).X.reshape(len(task.split(n)), -1))
+                           for n in ("train", "val", "test")})
+    res = VTruST(value="accuracy", fraction=0.6, epochs=5, seed=0, progress=False, harmful="exclude", model="mlp").select(task)
+    y = task.train.y
+    assert 0 < res.diagnostics["n_excluded"] < 0.3 * len(y)
+    helpful = np.bincount(y[res.label_margins > 0], minlength=10)
+    quota = np.round(0.6 * np.bincount(y, minlength=10))
+    np.testing.assert_array_equal(np.bincount(y[res.indices], minlength=10), np.minimum(quota, helpful))
+    assert (helpful >= 0.5 * quota).all()
+
+
 def test_value_aware_top_up_takes_the_highest_margins_outside():
     margin = np.array([1.0, -1.0, 0.5, 3.0, 2.0, -2.0, 0.2, 0.1])
     labels = np.array([0, 0, 0, 0, 0, 0, 1, 1])
@@ -258,16 +274,27 @@ def test_label_margin_is_confident_learning_on_values():
 
     from trustkit.select._vtrust import _Collector
 
+    margin = lambda V, y: _Collector.label_margin.fget(SimpleNamespace(label_value=V, labels=y))
     # two labels: points 0-2 labelled 0, 3-5 labelled 1; V[i, c] their summed label values
     V = torch.tensor([[3.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0], [0.0, 2.0], [1.0, 1.0]], dtype=torch.double)
-    col = SimpleNamespace(label_value=V, labels=torch.tensor([0, 0, 0, 1, 1, 1]))
-    m = _Collector.label_margin.fget(col)
-    # t[0] = mean lead of label-0 points = (3 + 2 - 2) / 3 = 1; t[1] = (4 + 2 + 0) / 3 = 2
-    # point 2 prefers label 1 by 2 >= t[1] = 2: harmful (margin 0); point 5 prefers 0 by 0 < t[0]: kept
-    torch.testing.assert_close(m, torch.tensor([5.0, 4.0, 0.0, 5.0, 3.0, 1.0], dtype=torch.double))
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    # s = V less its row mean: s[:, 1] = (V1 - V0) / 2 = [-1.5, -1, 1, 2, 1, 0]; thresholds t0 = 0.5, t1 = 1
+    # point 2 (label 0) reaches t1 exactly and clears it by 0 > its own -1.5: harmful, margin 0
+    m = margin(V, y)
+    torch.testing.assert_close(m, torch.tensor([3.5, 2.5, 0.0, 3.5, 1.5, 0.5], dtype=torch.double))
     # a constant added to one label's values changes nothing
-    col.label_value = V + torch.tensor([10.0, 0.0], dtype=torch.double)
-    torch.testing.assert_close(_Collector.label_margin.fget(col), m)
+    torch.testing.assert_close(margin(V + torch.tensor([10.0, 0.0], dtype=torch.double), y), m)
+    # three labels, random values: positive margin exactly when no other label passes the rule
+    g = torch.Generator().manual_seed(0)
+    V, y = torch.randn(60, 3, generator=g, dtype=torch.double), torch.randint(0, 3, (60,), generator=g)
+    m = margin(V, y)
+    s = V - V.mean(1, keepdim=True)
+    t = [float(s[y == c, c].mean()) for c in range(3)]
+    for i in range(60):
+        yi = int(y[i])
+        harmful = any(s[i, c] >= t[c] and s[i, c] - t[c] >= s[i, yi] - t[yi] for c in range(3) if c != yi)
+        assert harmful == bool(m[i] <= 0)
+    assert 0 < int((m <= 0).sum()) < 60
 
 
 def test_label_values_match_autograd_per_label(german):

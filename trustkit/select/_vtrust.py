@@ -253,25 +253,27 @@ class _Collector(Callback):
 
     @property
     def label_margin(self) -> torch.Tensor:
-        """How far each point is from being harmful (positive: kept).
+        """How far each point is from being harmful (positive: kept), by confident learning's rule
+        with summed label values in place of predicted probabilities.
 
-        ``pref[i, c] = V[i, c] − V[i, y_i]`` is how much more value point ``i`` would bring with
-        label ``c`` than with its own (``V`` the summed label values); ``t[c]`` is the mean, over the
-        points labelled ``c``, of their own label's lead over the best other label. The margin is
-        ``min over c ≠ y_i of t[c] − pref[i, c]``: a point is harmful when the value function
-        prefers another label for it at least as strongly as it prefers that label for a typical
-        point carrying it (confident learning's per-class thresholds, on values instead of
-        probabilities). A constant added to a label's values moves ``pref`` and ``t`` alike, so
-        what every point of a label shares (the pull on the class prior) does not decide.
+        ``s[i, c]`` is the summed value of label ``c`` for point ``i`` less the mean over its
+        labels (what all of a point's labels share, as a shift of every logit, says nothing about
+        which label is right); ``t[c]`` is the mean of ``s[j, c]`` over the points labelled ``c``,
+        the per-class threshold. A point is harmful when some other label ``c`` reaches its
+        threshold (``s[i, c] ≥ t[c]``) and clears it by at least as much as the point's own label
+        clears its own (``s[i, c] − t[c] ≥ s[i, y_i] − t[y_i]``). The margin is the smallest,
+        over the other labels, of the larger of the two shortfalls, so it is positive exactly
+        for the points kept. A constant added to one label's values moves ``s`` and ``t`` alike.
         """
         lv, y = self.label_value, self.labels
-        rows = torch.arange(len(y))
-        pref = lv - lv[rows, y][:, None]
-        lead = lv[rows, y] - lv.scatter(1, y[:, None], -torch.inf).max(1).values
+        s = lv - lv.mean(1, keepdim=True)
         t = torch.full((lv.shape[1],), torch.inf, dtype=lv.dtype)
         for c in torch.unique(y):
-            t[c] = lead[y == c].mean()
-        return (t[None, :] - pref).scatter(1, y[:, None], torch.inf).min(1).values
+            t[c] = s[y == c, c].mean()
+        over = s - t  # how far each label clears its threshold (-inf for a label no point carries)
+        own = over[torch.arange(len(y)), y]
+        short = torch.maximum(-over, own[:, None] - over)
+        return short.scatter(1, y[:, None], torch.inf).min(1).values
 
     def _update_values(self, v: torch.Tensor) -> torch.Tensor:
         """Add this epoch's point values; with ``harmful="exclude"`` a point of non-positive label
@@ -387,11 +389,12 @@ class VTruST:
         the first-order value one SGD step on ``(x_i, c)`` would have against the pursuit's
         target (the inner product of that feature column with the target: the decrease of the
         scaled value components, weighted by the decrease wanted; :func:`label_values`), summed
-        over the epochs as TracIn sums over checkpoints. A point is harmful when the value
-        function prefers another label ``c`` for it at least as strongly as it prefers ``c``, on
-        average, for the points labelled ``c`` (confident learning's per-class thresholds, on
-        values instead of predicted probabilities; ``_Collector.label_margin``): a label every
-        point shares a pull towards does not decide, and a rare but plausible label is kept. A
+        over the epochs as TracIn sums over checkpoints. Harmful points are found by confident
+        learning's rule on these values instead of predicted probabilities
+        (``_Collector.label_margin``): another label reaches its per-class threshold (the mean
+        value of that label over the points carrying it) and clears it by more than the
+        point's own label clears its own; a label every point shares a pull towards does not
+        decide, and a rare but plausible label is kept. A
         harmful point leaves its atom (the atom's feature is the mean over its other members; an
         atom with none left is dropped from the selection and not offered) and is never in the
         subset. The pursuit picks atoms as before; the subset is then, per label, the selected
