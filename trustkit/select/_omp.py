@@ -51,7 +51,8 @@ def _fit(A: torch.Tensor, y: torch.Tensor, nonneg: bool) -> torch.Tensor:
     return torch.linalg.lstsq(A, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
 
 
-def _nnls_gram(G: np.ndarray, b: np.ndarray, x0: np.ndarray, tol: float, max_iter: int | None = None) -> np.ndarray | None:
+def _nnls_gram(G: np.ndarray, b: np.ndarray, x0: np.ndarray, tol: float, max_iter: int | None = None,
+               solved: bool = False) -> np.ndarray | None:
     """Non-negative least squares in Gram form, started from a feasible point.
 
     Minimises ``½ βᵀGβ − bᵀβ`` over ``β ≥ 0``; with ``G = AᵀA`` and ``b = Aᵀy`` this is
@@ -64,7 +65,9 @@ def _nnls_gram(G: np.ndarray, b: np.ndarray, x0: np.ndarray, tol: float, max_ite
     The solution is unique when ``A`` has full column rank, so it is scipy's up to rounding; it
     stops when no weight outside the passive set has a gradient ``(b − Gβ)_k`` above ``tol``. Returns
     ``None`` (the caller then uses scipy on ``A``) when a passive system is singular or not
-    finite, or after ``max_iter`` passive sets (default ``3k + 10``).
+    finite, or after ``max_iter`` passive sets (default ``3k + 10``). ``solved``: ``x0`` already
+    solves the least-squares problem on its support (a swap that changed a column of weight 0),
+    so the first passive system is skipped.
     """
     k = len(b)
     x = np.where(x0 > 0, x0, 0.0)
@@ -72,13 +75,13 @@ def _nnls_gram(G: np.ndarray, b: np.ndarray, x0: np.ndarray, tol: float, max_ite
     excluded = np.zeros(k, dtype=bool)  # entered with a non-positive weight: rounding, not an improvement
     entered = -1  # the variable the last step added to the passive set
     for _ in range(max_iter if max_iter is not None else 3 * k + 10):
-        while True:  # the least-squares solution on the passive set, stepping back while it leaves β ≥ 0
+        while not solved:  # the least-squares solution on the passive set, stepping back while it leaves β ≥ 0
             idx = np.flatnonzero(passive)
             if len(idx) == 0:
                 x[:] = 0.0
                 break
             try:
-                z = np.linalg.solve(G[np.ix_(idx, idx)], b[idx])
+                z = np.linalg.solve(G.take(idx, 0).take(idx, 1), b[idx])
             except np.linalg.LinAlgError:
                 return None
             if not np.isfinite(z).all():
@@ -103,6 +106,7 @@ def _nnls_gram(G: np.ndarray, b: np.ndarray, x0: np.ndarray, tol: float, max_ite
             passive &= x > 0
             x[~passive] = 0.0
             entered = -1
+        solved = False
         w = b - G @ x
         w[passive | excluded] = -np.inf
         t = int(np.argmax(w))
@@ -454,10 +458,10 @@ class OnlineOMP:
         return True
 
     # -- non-negative fast path: screening and warm-started NNLS -------------------------------
-    def _nnls_with(self, G: np.ndarray, gy: np.ndarray, x0: np.ndarray, A_new) -> np.ndarray:
+    def _nnls_with(self, G: np.ndarray, gy: np.ndarray, x0: np.ndarray, A_new, solved: bool = False) -> np.ndarray:
         """NNLS weights for the Gram system ``G, gy`` from ``x0``; scipy on the columns ``A_new()`` if that fails."""
         y = self.y.numpy()
-        beta = _nnls_gram(G, gy, x0, tol=1e-13 * max(float(np.linalg.norm(y)), 1e-300))
+        beta = _nnls_gram(G, gy, x0, tol=1e-13 * max(float(np.linalg.norm(y)), 1e-300), solved=solved)
         if beta is None:
             beta = nnls(A_new(), y)[0]
         return beta
@@ -496,6 +500,7 @@ class OnlineOMP:
         gy = self._gy.copy()
         gy[j] = x @ y
         x0 = self.beta.numpy().copy()
+        solved = not x0[j] > 0  # the weights solve the unchanged passive system already
         x0[j] = 0.0
 
         def swapped():
@@ -503,7 +508,7 @@ class OnlineOMP:
             B[:, j] = x
             return B
 
-        beta = self._nnls_with(G, gy, x0, swapped)
+        beta = self._nnls_with(G, gy, x0, swapped, solved=solved)
         r = y - A @ beta + (A[:, j] - x) * beta[j]
         rnow = self.r.numpy()
         if float(r @ r) >= float(rnow @ rnow) - 1e-12 * float(y @ y):
