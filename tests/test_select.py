@@ -51,6 +51,26 @@ def test_closed_form_head_grads_equal_torch_func(name, shape, classes):
                                atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name, shape, n", [("cnn", (1, 32, 32), 300), ("cnn", (3, 16, 16), 7), ("mlp", (6,), 600)])
+def test_penultimate_features_equal_the_models_own_in_chunks(name, shape, n):
+    # chunked, with channels-last input to the max-pooling layers: the same values as features(x)
+    from trustkit.select._features import penultimate
+
+    model = make_model(name, input_shape=shape, n_classes=3, seed=0).eval()
+    x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.features(x)
+    for chunk in (64, 256, 1000):
+        h = penultimate(model, x, chunk=chunk)
+        assert h.is_contiguous() and not h.requires_grad
+        torch.testing.assert_close(h, expected, atol=1e-6, rtol=1e-5)
+    x, y = x[:5], torch.tensor([0, 1, 2, 1, 0])
+    g, logits = per_sample_grads(model, x, y, return_logits=True)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g, per_sample_grads(model, x, y))
+
+
 def test_per_sample_grads_errors():
     with pytest.raises(ValueError, match="unknown scope"):
         per_sample_grads(torch.nn.Linear(2, 2), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), scope="head")

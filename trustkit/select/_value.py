@@ -74,16 +74,12 @@ class ValueFunction(ABC):
         return [(slice(0, self.n_rows), 1.0)]
 
     def __call__(self, model: torch.nn.Module) -> ValueComponents:
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                losses = F.cross_entropy(model(self.X), self.y, reduction="none").to(self.dtype)
-            g = sample_grads(model, self.X, self.y, scope=self.scope, projection=self.projection,
-                             seed=self.projection_seed).to(self.dtype)
-        finally:
-            model.train(was)
-        return self._components(losses, g)
+        # one forward pass: the losses from the logits that come with the per-sample gradients
+        g, logits = sample_grads(model, self.X, self.y, scope=self.scope, projection=self.projection,
+                                 seed=self.projection_seed, return_logits=True)
+        with torch.no_grad():
+            losses = F.cross_entropy(logits, self.y, reduction="none").to(self.dtype)
+        return self._components(losses, g.to(self.dtype))
 
     def _components(self, losses: torch.Tensor, g: torch.Tensor) -> ValueComponents:
         W = self.weights(losses)
