@@ -126,6 +126,28 @@ def test_vtrust_selects_a_tracked_subset(german):
     np.testing.assert_array_equal(sub.train.index, german.train.index[res.indices])
 
 
+def test_vtrust_validates_its_training_run_after_the_last_epoch_only(german, monkeypatch):
+    # the value function is the per-epoch signal; the Trainer's validation runs once, at the end,
+    # and erm_val_accuracy is the final model's validation accuracy
+    from trustkit.metrics import evaluate
+    from trustkit.select import _vtrust
+
+    seen = []
+    fit = _vtrust._FinalValidation.fit
+
+    def spy(self, task):
+        record = fit(self, task)
+        seen.append(record)
+        return record
+
+    monkeypatch.setattr(_vtrust._FinalValidation, "fit", spy)
+    res = VTruST(value="accuracy", fraction=0.5, epochs=3, progress=False, seed=0).select(german)
+    (record,) = seen
+    assert [bool(e.val) for e in record.epochs] == [False, False, True]
+    assert res.diagnostics["erm_val_accuracy"] == evaluate(res.model, german.val, metrics=["accuracy"])["accuracy"]
+    assert len(res.history) == 3
+
+
 def test_vtrust_warns_when_not_over_determined(german):
     with pytest.warns(RuntimeWarning, match="not over-determined"):
         VTruST(value="accuracy", unit="sample", fraction=0.5, epochs=1, progress=False).select(german)

@@ -178,6 +178,30 @@ def current_residual(columns: torch.Tensor, target: torch.Tensor) -> float:
     return float((target - (A @ beta).squeeze(1)).norm()) / yn
 
 
+class _FinalValidation(Trainer):
+    """VTruST's ERM run: a :class:`~trustkit.train.Trainer` that validates after its last epoch only.
+
+    The selection's per-epoch signal is its value function; of the Trainer's validation it reports
+    the last epoch's accuracy (``erm_val_accuracy``) and nothing else, so the other epochs skip that
+    pass and their records have ``val == {}``.
+    """
+
+    class _Epoch(Callback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_epoch_start(self, state):
+            self.trainer.epoch_now = state.epoch
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.epoch_now = 0
+        self.callbacks.append(self._Epoch(self))
+
+    def _validate(self, model, task, metrics):
+        return super()._validate(model, task, metrics) if self.epoch_now >= self.epochs else {}
+
+
 class _Collector(Callback):
     def __init__(self, selector: "VTruST", value, atoms: list[np.ndarray], omp: OnlineOMP):
         self.sel, self.value, self.atoms, self.omp = selector, value, atoms, omp
@@ -392,8 +416,8 @@ class VTruST:
             )
         omp = OnlineOMP(n_atoms=n_select, ridge=1e-8, nonneg=self.nonneg)
         collector = _Collector(self, value, atoms, omp)
-        trainer = Trainer(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                          seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
+        trainer = _FinalValidation(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                                   seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
         t0 = time.perf_counter()
         record = trainer.fit(task)
         total = time.perf_counter() - t0
