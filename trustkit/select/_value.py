@@ -151,10 +151,12 @@ class fairness_value(ValueFunction):
         # the picked positions within the cell, the (n_rows, n) masks are built only when asked
         self._n = len(yv)
         self._picks = {}
+        position = np.empty(len(yv), dtype=np.int64)  # a validation row's position within its cell
         for key, idx in self.cells.items():
             half = max(1, len(idx) // 2)
             picked = np.stack([rng.choice(idx, size=half, replace=False) for _ in range(self._n_rows)])
-            self._picks[key] = np.searchsorted(idx, picked)  # idx is sorted: positions within the cell
+            position[idx] = np.arange(len(idx))
+            self._picks[key] = position[picked]  # positions within the cell
         self._by_dtype = {}
 
     @property
