@@ -55,7 +55,7 @@ from .._validation import check_choice, check_fraction, check_int, check_positiv
 from ..data import CORRUPTIONS, Task, corrupt_images, feature_noise, flip_labels
 from ..models import make_model
 from ..train import Callback, Trainer
-from ._features import sample_grads, value_features
+from ._features import penultimate, sample_grads, value_features
 from ._omp import OnlineOMP
 from ._value import (
     VALUE_FUNCTIONS,
@@ -275,26 +275,40 @@ class _Collector(Callback):
         ``unit="sample"``). That term is of the order of ``s`` times ``s`` itself, small beside
         ``s``, so the estimate moves the features little; the selector's tests compare the
         subsets and their test metrics with ``exact=True`` on the same seeds.
+
+        With a two-class softmax head (last layer, no projection) a gradient is
+        ``g = [e₀h, e₁h, e₀, e₁]`` with ``e₁ = −e₀``, so ``G·g = G̃·(e₀h̃)`` with
+        ``G̃ = [G_w0 − G_w1, G_b0 − G_b1]`` and ``h̃ = [h, 1]``: every product uses half the columns,
+        and the gradients are formed in that half form from one forward pass. The ``s²/2`` terms
+        are computed as ``(c_q G g_q)²`` with ``c_q = η √(w_q / 2)`` for a sampled member's weight
+        ``w_q`` and summed into their atoms row by row.
         """
+        sel = self.sel
         G = comp.grads.float()
-        P = G.shape[1]
-        g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=self.sel.scope,
-                                        projection=self.sel.projection, seed=self.sel.seed).float()
-                           for s in range(0, len(Y), 4096)])
-        gbar = torch.zeros(len(self.atoms), P).index_add_(0, self.atom_of, g_all * self.weight_of.float()[:, None])
-        F = self.sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
-        if self.sel.feature == "paper":
-            gq = g_all[self.q_idx]
-            head = getattr(model, "head", None)
-            if (self.sel.scope == "last_layer" and self.sel.projection is None and isinstance(head, torch.nn.Linear)
-                    and head.out_features == 2 and head.bias is not None):
-                # a two-class softmax head: g = [e₀h, e₁h, e₀, e₁] with e₁ = −e₀, so G·g equals
-                # (G_w0 − G_w1)·(e₀h) + (G_b0 − G_b1)·e₀: the same numbers from half the columns
-                H = head.in_features
-                G = torch.cat([G[:, :H] - G[:, H : 2 * H], (G[:, 2 * H] - G[:, 2 * H + 1])[:, None]], 1)
-                gq = torch.cat([gq[:, :H], gq[:, 2 * H : 2 * H + 1]], 1)
-            s = (G @ gq.T).square_().mul_(0.5 * self.sel.lr**2 * self.q_weight)  # (M, sampled members): s²/2, weighted
-            F.index_add_(1, self.q_owner, s)
+        head = getattr(model, "head", None)
+        if (sel.scope == "last_layer" and sel.projection is None and isinstance(head, torch.nn.Linear)
+                and head.out_features == 2 and head.bias is not None):
+            H = head.in_features
+            G = torch.cat([G[:, :H] - G[:, H : 2 * H], (G[:, 2 * H] - G[:, 2 * H + 1])[:, None]], 1)
+            was = model.training
+            model.eval()
+            try:
+                h = penultimate(model, X)
+                with torch.no_grad():
+                    e0 = torch.softmax(head(h), dim=1)[:, 0] - (Y == 0).float()
+            finally:
+                model.train(was)
+            g_all = torch.cat([h, torch.ones(len(h), 1)], 1).mul_(e0[:, None])  # e₀h̃, the half gradients
+        else:
+            g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=sel.scope,
+                                            projection=sel.projection, seed=sel.seed).float()
+                               for s in range(0, len(Y), 4096)])
+        gbar = torch.zeros(len(self.atoms), G.shape[1]).index_add_(0, self.atom_of, g_all * self.weight_of.float()[:, None])
+        F = sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
+        if sel.feature == "paper":
+            gq = g_all[self.q_idx].mul_((sel.lr * (0.5 * self.q_weight).sqrt())[:, None])
+            s = (gq @ G.T).square_()  # (sampled members, M): each member's weighted s²/2
+            F += torch.zeros(len(self.atoms), G.shape[0]).index_add_(0, self.q_owner, s).T
         return F.double()
 
 
