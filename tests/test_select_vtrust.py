@@ -763,6 +763,41 @@ def test_fast_features_equal_the_exact_ones_when_every_member_is_used(german):
     torch.testing.assert_close(lin_fast, lin_exact, rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("quad_sample", [4, 2])
+def test_fast_features_of_a_multiclass_head_equal_the_exact_ones_where_every_member_is_used(quad_sample):
+    # three classes (no two-class shortcut): atoms of 1 to 4 points; with quad_sample=4 every member
+    # is sampled and each member's products give both terms, with 2 only the small atoms are exact
+    from types import SimpleNamespace
+
+    from trustkit.select import OnlineOMP
+    from trustkit.select._value import set_precision
+    from trustkit.select._vtrust import _Collector
+
+    rng = np.random.default_rng(0)
+
+    def split(m):
+        X = rng.normal(size=(m, 6)).astype(np.float32)
+        return Split(X=X, y=(X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5), a=None, index=np.arange(m))
+
+    task = Task(name="three", train=split(90), val=split(40), test=split(40), feature_names=tuple("abcdef"),
+                n_classes=3, kind="tabular", card="synthetic", seed=0)
+    atoms = [a for a in np.array_split(rng.permutation(90), np.cumsum(np.resize([1, 2, 3, 4], 36)))[:36] if len(a)]
+    F = {}
+    for exact in (True, False):
+        sel = VTruST(value="accuracy", fraction=0.3, progress=False, seed=0, exact=exact, quad_sample=quad_sample)
+        value = make_value_function(task, "accuracy", seed=0)
+        set_precision(value, torch.float64 if exact else torch.float32)
+        collector = _Collector(sel, value, atoms, OnlineOMP(n_atoms=4))
+        collector.on_fit_start(SimpleNamespace(model=make_model("mlp", input_shape=(6,), n_classes=3, seed=0)))
+        now = make_model("mlp", input_shape=(6,), n_classes=3, seed=1)
+        comp = value(now)
+        X, Y = torch.as_tensor(task.train.X), torch.as_tensor(task.train.y)
+        F[exact] = collector._exact_features(now, X, Y, comp) if exact else collector._fast_features(now, X, Y, comp)
+    small = torch.as_tensor([len(a) <= quad_sample for a in atoms])
+    assert small.all() == (quad_sample == 4)
+    torch.testing.assert_close(F[False][:, small], F[True][:, small], rtol=2e-4, atol=1e-6)
+
+
 def test_fast_features_estimate_the_square_term_from_a_sample_of_members(german):
     exact, atoms = _atom_features(german, exact=True)
     fast, _ = _atom_features(german, exact=False, quad_sample=2)

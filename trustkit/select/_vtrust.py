@@ -281,7 +281,8 @@ class _Collector(Callback):
         ``G̃ = [G_w0 − G_w1, G_b0 − G_b1]`` and ``h̃ = [h, 1]``: every product uses half the columns,
         and the gradients are formed in that half form from one forward pass. The ``s²/2`` terms
         are computed as ``(c_q G g_q)²`` with ``c_q = η √(w_q / 2)`` for a sampled member's weight
-        ``w_q`` and summed into their atoms row by row.
+        ``w_q`` and summed into their atoms row by row. When every member is sampled (atoms of at
+        most ``quad_sample`` points) each member's ``G g_i`` is computed once and gives both terms.
         """
         sel = self.sel
         G = comp.grads.float()
@@ -303,12 +304,20 @@ class _Collector(Callback):
             g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=sel.scope,
                                             projection=sel.projection, seed=sel.seed).float()
                                for s in range(0, len(Y), 4096)])
-        gbar = torch.zeros(len(self.atoms), G.shape[1]).index_add_(0, self.atom_of, g_all * self.weight_of.float()[:, None])
+        A, M = len(self.atoms), G.shape[0]
+        if sel.feature == "paper" and len(self.q_idx) == len(Y):
+            # every member is sampled (atoms of at most quad_sample points): each member's s once,
+            # its mean is the first-order feature and its weighted square the s²/2 term
+            S = g_all[self.q_idx] @ G.T  # (N, M): s / η, member by member
+            F = torch.zeros(A, M).index_add_(0, self.q_owner, S * (sel.lr * self.q_weight)[:, None])
+            F.index_add_(0, self.q_owner, S.mul_((sel.lr * (0.5 * self.q_weight).sqrt())[:, None]).square_())
+            return F.T.double()
+        gbar = torch.zeros(A, G.shape[1]).index_add_(0, self.atom_of, g_all * self.weight_of.float()[:, None])
         F = sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
         if sel.feature == "paper":
             gq = g_all[self.q_idx].mul_((sel.lr * (0.5 * self.q_weight).sqrt())[:, None])
             s = (gq @ G.T).square_()  # (sampled members, M): each member's weighted s²/2
-            F += torch.zeros(len(self.atoms), G.shape[0]).index_add_(0, self.q_owner, s).T
+            F += torch.zeros(A, M).index_add_(0, self.q_owner, s).T
         return F.double()
 
 
