@@ -203,6 +203,18 @@ class _FinalValidation(Trainer):
 
 
 class _Collector(Callback):
+    """The selection inside the training run: after every epoch, the value function, the atoms'
+    features, and one pass of the online pursuit over all atoms in a seeded order.
+
+    Per epoch it evaluates the value function once (losses and per-sample gradients of the
+    validation rows from one forward pass), computes every training point's last-layer gradient
+    from one batched forward pass (``_fast_features``; ``_exact_features`` with ``exact=True``),
+    and offers all atoms to :class:`~trustkit.select.OnlineOMP` in one call, which screens them
+    together against the residual and runs the exact swap test only for those that could enter.
+    The Trainer around it validates after the last epoch only (:class:`_FinalValidation`).
+    ``seconds`` is the time spent here (``selection_s``), ``history`` one summary per epoch.
+    """
+
     def __init__(self, selector: "VTruST", value, atoms: list[np.ndarray], omp: OnlineOMP):
         self.sel, self.value, self.atoms, self.omp = selector, value, atoms, omp
         self.values0 = None
