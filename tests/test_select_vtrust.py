@@ -148,6 +148,24 @@ def test_vtrust_validates_its_training_run_after_the_last_epoch_only(german, mon
     assert len(res.history) == 3
 
 
+def test_vtrust_starts_from_the_values_of_the_initial_model(german, monkeypatch):
+    # the rank probe's value evaluation is reused at the start of training: it must be the
+    # initial model's own (the realised target is the decrease since then)
+    from trustkit.select import _vtrust
+
+    seen = {}
+    start = _vtrust._Collector.on_fit_start
+
+    def spy(self, state):
+        start(self, state)
+        seen["reused"] = self.values0 is self.initial[1].values
+        seen["values0"], seen["fresh"] = self.values0.clone(), self.value(state.model).values
+
+    monkeypatch.setattr(_vtrust._Collector, "on_fit_start", spy)
+    VTruST(value="accuracy+fairness", fraction=0.5, epochs=1, progress=False, seed=3).select(german)
+    assert seen["reused"] and torch.equal(seen["values0"], seen["fresh"])
+
+
 def test_vtrust_warns_when_not_over_determined(german):
     with pytest.warns(RuntimeWarning, match="not over-determined"):
         VTruST(value="accuracy", unit="sample", fraction=0.5, epochs=1, progress=False).select(german)

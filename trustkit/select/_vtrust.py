@@ -218,6 +218,7 @@ class _Collector(Callback):
     def __init__(self, selector: "VTruST", value, atoms: list[np.ndarray], omp: OnlineOMP):
         self.sel, self.value, self.atoms, self.omp = selector, value, atoms, omp
         self.values0 = None
+        self.initial: tuple = (torch.nn.Module(), None)  # (a model, its value components) known before the run
         self.history: list[dict] = []
         self.seconds = 0.0
         # each training point's atom and averaging weight (members tracked)
@@ -237,7 +238,12 @@ class _Collector(Callback):
 
     def on_fit_start(self, state):
         t0 = time.perf_counter()
-        self.values0 = self.value(state.model).values
+        probe, comp = self.initial
+        pa, pb = list(probe.parameters()), list(state.model.parameters())
+        # the initial model is the rank probe (same constructor and seed): its values are known
+        same = comp is not None and len(pa) == len(pb) and all(
+            a.shape == b.shape and a.device == b.device and torch.equal(a, b) for a, b in zip(pa, pb))
+        self.values0 = comp.values if same else self.value(state.model).values
         self.seconds += time.perf_counter() - t0
 
     def on_epoch_end(self, state, record):
@@ -437,7 +443,9 @@ class VTruST:
                                     scope=self.scope, projection=self.projection)
         set_precision(value, torch.float64 if self.exact else torch.float32)
         probe = make_model_probe(task, self.model, self.seed)
-        ranks = feature_rank(probe, task, value, scope=self.scope, projection=self.projection, seed=self.seed)
+        comp0 = value(probe)
+        ranks = feature_rank(probe, task, lambda m: comp0 if m is probe else value(m), scope=self.scope,
+                             projection=self.projection, seed=self.seed)
         capacity = min(value.n_rows, ranks["rank"])
         atoms, size = self._atoms(task, capacity)
         n_select = max(1, int(round(self.fraction * len(atoms))))
@@ -451,6 +459,7 @@ class VTruST:
             )
         omp = OnlineOMP(n_atoms=n_select, ridge=1e-8, nonneg=self.nonneg)
         collector = _Collector(self, value, atoms, omp)
+        collector.initial = (probe, comp0)
         trainer = _FinalValidation(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                                    seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
         t0 = time.perf_counter()
