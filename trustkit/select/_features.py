@@ -17,7 +17,8 @@ from torch.func import functional_call, grad, vmap
 
 from .._validation import check_choice, check_int, check_positive
 
-__all__ = ["per_sample_grads", "penultimate", "random_projection", "sample_grads", "value_features", "normalise_columns"]
+__all__ = ["per_sample_grads", "penultimate", "random_projection", "sample_grads", "value_features",
+           "normalise_columns"]
 
 _SCOPES = ("last_layer", "full")
 _KINDS = ("paper", "tracin")
