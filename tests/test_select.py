@@ -51,6 +51,26 @@ def test_closed_form_head_grads_equal_torch_func(name, shape, classes):
                                atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name, shape, n", [("cnn", (1, 32, 32), 300), ("cnn", (3, 16, 16), 7), ("mlp", (6,), 600)])
+def test_penultimate_features_equal_the_models_own_in_chunks(name, shape, n):
+    # chunked, with channels-last input to the max-pooling layers: the same values as features(x)
+    from trustkit.select._features import penultimate
+
+    model = make_model(name, input_shape=shape, n_classes=3, seed=0).eval()
+    x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.features(x)
+    for chunk in (64, 256, 1000):
+        h = penultimate(model, x, chunk=chunk)
+        assert h.is_contiguous() and not h.requires_grad
+        torch.testing.assert_close(h, expected, atol=1e-6, rtol=1e-5)
+    x, y = x[:5], torch.tensor([0, 1, 2, 1, 0])
+    g, logits = per_sample_grads(model, x, y, return_logits=True)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g, per_sample_grads(model, x, y))
+
+
 def test_per_sample_grads_errors():
     with pytest.raises(ValueError, match="unknown scope"):
         per_sample_grads(torch.nn.Linear(2, 2), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), scope="head")
@@ -456,6 +476,74 @@ def test_online_omp_refuses_an_atom_without_a_new_direction(ridge):
     before = sel.beta.clone()
     sel.offer([2], 2 * a[:, None])
     assert sel.selected_ids == [0, 1] and sel.n_replacements == 0 and torch.equal(sel.beta, before)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nnls_in_gram_form_from_a_warm_start_equals_scipy(seed):
+    # one column of A changes, as in a swap: from the old weights with that column's weight set to 0
+    # (and from zero) the Gram-form active set reaches scipy's optimum on A itself
+    from scipy.optimize import nnls
+
+    from trustkit.select._omp import _nnls_gram
+
+    rng = np.random.default_rng(seed)
+    m, k = 50, 12
+    A = rng.normal(size=(m, k))
+    y = A[:, :6] @ rng.uniform(0.2, 1.0, 6) - 0.7 * A[:, 6] + 0.3 * rng.normal(size=m)
+    old = nnls(A, y)[0]
+    assert 0 < (old > 0).sum() < k  # some weights at the bound, some free
+    for j in range(k):
+        B = A.copy()
+        B[:, j] = rng.normal(size=m)
+        x0 = old.copy()
+        x0[j] = 0.0
+        for start in (x0, np.zeros(k)):
+            beta = _nnls_gram(B.T @ B, B.T @ y, start, tol=1e-13 * np.linalg.norm(y))
+            np.testing.assert_allclose(beta, nnls(B, y)[0], atol=1e-10)
+
+
+def _nonneg_stream(seed, rank=None, m=40, n=70, epochs=4):
+    """Epochs of (target, order, features): the features drift towards the target, the target moves.
+
+    With ``rank``, the features lie close to one ``rank``-dimensional space (as VTruST's lie in the
+    span of the value gradients): a selection of more atoms than that keeps atoms of weight 0.
+    """
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(m, rank)) if rank else np.eye(m)
+    X = basis @ rng.normal(size=(basis.shape[1], n)) + (0.01 * rng.normal(size=(m, n)) if rank else 0.0)
+    y = X[:, :10] @ rng.uniform(0.3, 1.5, 10) - X[:, 10:14] @ rng.uniform(0.3, 1.0, 4) + 0.5 * rng.normal(size=m)
+    for _ in range(epochs):
+        yield y.copy(), rng.permutation(n), X.copy()
+        X = X + basis @ (0.3 * rng.normal(size=(basis.shape[1], n))) + np.outer(y / np.linalg.norm(y), rng.uniform(-0.5, 1.0, n))
+        y = y + 0.3 * rng.normal(size=m)
+
+
+@pytest.mark.parametrize("seed, rank, n_atoms", [(s, None, 9) for s in range(5)] + [(s, 8, 12) for s in range(3)])
+def test_nonneg_screened_pursuit_selects_what_the_per_atom_loop_selects(seed, rank, n_atoms):
+    # the fast path (all correlations with the residual at once, only atoms that could enter tested,
+    # NNLS warm-started in Gram form) against the per-atom loop that fits scipy's NNLS at every
+    # test, offer by offer. With features near rank 8 and ω = 12, atoms of weight 0 are selected
+    # (the smallest weight, the one swapped out, is then a tie)
+    fast, slow = OnlineOMP(n_atoms=n_atoms, nonneg=True), OnlineOMP(n_atoms=n_atoms, nonneg=True, fast=False)
+    zeros = 0
+    for y, order, X in _nonneg_stream(seed, rank):
+        for sel in (fast, slow):
+            sel.start_epoch(y)
+        for s in range(0, len(order), 10):  # mini-batches of incoming atoms
+            idx = order[s : s + 10]
+            for sel in (fast, slow):
+                sel.offer(idx, X[:, idx])
+            assert fast.selected_ids == slow.selected_ids
+            np.testing.assert_allclose(fast.beta.numpy(), slow.beta.numpy(), atol=1e-7)
+            assert fast.residual_norm == pytest.approx(slow.residual_norm, rel=1e-9)
+            zeros += fast.n_nonpositive_weight > 0 and len(fast.selected_ids) == n_atoms
+        # the state is the exact fit of the selected columns (some from earlier epochs)
+        np.testing.assert_allclose(fast.r.numpy(), y - fast._cols.numpy() @ fast.beta.numpy(), atol=1e-10)
+    a, b = fast.summary(), slow.summary()
+    assert a.pop("relative_residual") == pytest.approx(b.pop("relative_residual"), rel=1e-9) and a == b
+    # the stream exercised every rule: swaps and refreshes accepted, atoms screened out
+    assert a["replacements"] >= 10 and a["refreshed"] >= 3 and a["offered"] == 4 * 70
+    assert zeros >= (1 if rank else 0)
 
 
 # --- per-sample gradient checks and column scaling ------------------------------------------------

@@ -126,6 +126,46 @@ def test_vtrust_selects_a_tracked_subset(german):
     np.testing.assert_array_equal(sub.train.index, german.train.index[res.indices])
 
 
+def test_vtrust_validates_its_training_run_after_the_last_epoch_only(german, monkeypatch):
+    # the value function is the per-epoch signal; the Trainer's validation runs once, at the end,
+    # and erm_val_accuracy is the final model's validation accuracy
+    from trustkit.metrics import evaluate
+    from trustkit.select import _vtrust
+
+    seen = []
+    fit = _vtrust._FinalValidation.fit
+
+    def spy(self, task):
+        record = fit(self, task)
+        seen.append(record)
+        return record
+
+    monkeypatch.setattr(_vtrust._FinalValidation, "fit", spy)
+    res = VTruST(value="accuracy", fraction=0.5, epochs=3, progress=False, seed=0).select(german)
+    (record,) = seen
+    assert [bool(e.val) for e in record.epochs] == [False, False, True]
+    assert res.diagnostics["erm_val_accuracy"] == evaluate(res.model, german.val, metrics=["accuracy"])["accuracy"]
+    assert len(res.history) == 3
+
+
+def test_vtrust_starts_from_the_values_of_the_initial_model(german, monkeypatch):
+    # the rank probe's value evaluation is reused at the start of training: it must be the
+    # initial model's own (the realised target is the decrease since then)
+    from trustkit.select import _vtrust
+
+    seen = {}
+    start = _vtrust._Collector.on_fit_start
+
+    def spy(self, state):
+        start(self, state)
+        seen["reused"] = self.values0 is self.initial[1].values
+        seen["values0"], seen["fresh"] = self.values0.clone(), self.value(state.model).values
+
+    monkeypatch.setattr(_vtrust._Collector, "on_fit_start", spy)
+    VTruST(value="accuracy+fairness", fraction=0.5, epochs=1, progress=False, seed=3).select(german)
+    assert seen["reused"] and torch.equal(seen["values0"], seen["fresh"])
+
+
 def test_vtrust_warns_when_not_over_determined(german):
     with pytest.warns(RuntimeWarning, match="not over-determined"):
         VTruST(value="accuracy", unit="sample", fraction=0.5, epochs=1, progress=False).select(german)
@@ -844,6 +884,44 @@ def test_fast_features_equal_the_exact_ones_when_every_member_is_used(german):
     torch.testing.assert_close(lin_fast, lin_exact, rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("quad_sample", [4, 2])
+def test_fast_features_of_a_multiclass_head_equal_the_exact_ones_where_every_member_is_used(quad_sample):
+    # three classes (no two-class shortcut): atoms of 1 to 4 points; with quad_sample=4 every member
+    # is sampled and each member's products give both terms, with 2 only the small atoms are exact
+    from types import SimpleNamespace
+
+    from trustkit.select import OnlineOMP
+    from trustkit.select._value import set_precision
+    from trustkit.select._vtrust import _Collector
+
+    rng = np.random.default_rng(0)
+
+    def split(m):
+        X = rng.normal(size=(m, 6)).astype(np.float32)
+        return Split(X=X, y=(X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5), a=None, index=np.arange(m))
+
+    task = Task(name="three", train=split(90), val=split(40), test=split(40), feature_names=tuple("abcdef"),
+                n_classes=3, kind="tabular", card="synthetic", seed=0)
+    atoms = [a for a in np.array_split(rng.permutation(90), np.cumsum(np.resize([1, 2, 3, 4], 36)))[:36] if len(a)]
+    F, values = {}, {}
+    for exact in (True, False):
+        sel = VTruST(value="accuracy", fraction=0.3, progress=False, seed=0, exact=exact, quad_sample=quad_sample)
+        value = make_value_function(task, "accuracy", seed=0)
+        set_precision(value, torch.float64 if exact else torch.float32)
+        collector = _Collector(sel, value, atoms, OnlineOMP(n_atoms=4))
+        collector.on_fit_start(SimpleNamespace(model=make_model("mlp", input_shape=(6,), n_classes=3, seed=0)))
+        now = make_model("mlp", input_shape=(6,), n_classes=3, seed=1)
+        comp = value(now)
+        X, Y = torch.as_tensor(task.train.X), torch.as_tensor(task.train.y)
+        w = comp.grads.double().sum(0)  # a value direction: the points' first-order values come out too
+        F[exact] = collector._exact_features(now, X, Y, comp, w) if exact else collector._fast_features(now, X, Y, comp, w)
+        values[exact] = collector.point_value
+    torch.testing.assert_close(values[False], values[True], rtol=1e-4, atol=1e-6)
+    small = torch.as_tensor([len(a) <= quad_sample for a in atoms])
+    assert small.all() == (quad_sample == 4)
+    torch.testing.assert_close(F[False][:, small], F[True][:, small], rtol=2e-4, atol=1e-6)
+
+
 def test_fast_features_estimate_the_square_term_from_a_sample_of_members(german):
     exact, atoms = _atom_features(german, exact=True)
     fast, _ = _atom_features(german, exact=False, quad_sample=2)
@@ -896,3 +974,28 @@ def test_fairness_components_without_forming_the_weight_matrix(german):
     W = value.weights(losses)  # the dense (rows × points) map the components are defined by
     torch.testing.assert_close(comp.values, W @ losses)
     torch.testing.assert_close(comp.grads, W @ g)
+
+
+def test_point_values_of_the_two_class_fast_path_equal_the_exact_ones(german):
+    # the fast path forms two-class gradients in half form (e₀h̃) and the value direction likewise
+    from types import SimpleNamespace
+
+    from trustkit.select import OnlineOMP
+    from trustkit.select._value import set_precision
+    from trustkit.select._vtrust import _Collector
+
+    atoms = [np.arange(i, min(i + 5, len(german.train))) for i in range(0, len(german.train), 5)]
+    out = {}
+    for exact in (True, False):
+        sel = VTruST(value="accuracy+fairness", fraction=0.3, progress=False, seed=0, exact=exact)
+        value = make_value_function(german, "accuracy+fairness", seed=0)
+        set_precision(value, torch.float64 if exact else torch.float32)
+        collector = _Collector(sel, value, atoms, OnlineOMP(n_atoms=4))
+        now = make_model("mlp", input_shape=german.input_shape, n_classes=2, seed=1)
+        comp = value(now)
+        w = comp.grads.double().sum(0)
+        X, Y = torch.as_tensor(german.train.X), torch.as_tensor(german.train.y)
+        (collector._exact_features if exact else collector._fast_features)(now, X, Y, comp, w)
+        out[exact] = collector.point_value
+    assert out[True].abs().max() > 0
+    torch.testing.assert_close(out[False], out[True], rtol=1e-3, atol=1e-6 * float(out[True].abs().max()))

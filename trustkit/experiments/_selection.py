@@ -21,7 +21,7 @@ __all__ = ["select_subset", "selection_comparison", "selection_explanations", "l
 
 SELECTION_METHODS = ("whole", "random", "ssfr", "tracin", "tracin_stratified", "vtrust")
 # part of every selection run's config: stored runs of an earlier selector are not reused
-SELECTOR_VERSION = 4
+SELECTOR_VERSION = 5
 _LAMBDA_METHODS = ("vtrust", "vtrust_va", "tracin", "tracin_stratified")
 REFERENCE_METHODS = ("expgrad", "threshold")
 # off-the-shelf selectors (trustkit.select._field); asked for by name, not in the default comparison

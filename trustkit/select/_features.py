@@ -17,8 +17,8 @@ from torch.func import functional_call, grad, vmap
 
 from .._validation import check_choice, check_int, check_positive
 
-__all__ = ["per_sample_grads", "random_projection", "sample_grads", "value_features", "normalise_columns",
-           "label_values"]
+__all__ = ["per_sample_grads", "penultimate", "random_projection", "sample_grads", "value_features",
+           "normalise_columns", "label_values"]
 
 _SCOPES = ("last_layer", "full")
 _KINDS = ("paper", "tracin")
@@ -34,8 +34,33 @@ def _linear_head_grads(head: torch.nn.Linear, h: torch.Tensor, y: torch.Tensor) 
         return torch.cat([w, e], dim=1) if head.bias is not None else w
 
 
+def penultimate(model: torch.nn.Module, x: torch.Tensor, *, chunk: int = 256) -> torch.Tensor:
+    """``model.features(x)`` without autograd, ``chunk`` rows at a time, in the model's current mode.
+
+    A 2-d max-pooling layer of a :class:`~torch.nn.Sequential` ``features`` gets its input in
+    channels-last memory format: the same values (a maximum is exact), but PyTorch's CPU kernel
+    is several times faster on that layout than on the default one, and the pooling layers take most
+    of a small CNN's forward time. Chunks of a few hundred images keep the activations in cache.
+    """
+    seq = model.features
+    layers = list(seq) if isinstance(seq, torch.nn.Sequential) else None
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), chunk):
+            h = x[s : s + chunk]
+            if layers is None:
+                out.append(seq(h))
+                continue
+            for layer in layers:
+                if isinstance(layer, torch.nn.MaxPool2d) and h.dim() == 4:
+                    h = h.contiguous(memory_format=torch.channels_last)
+                h = layer(h)
+            out.append(h.contiguous())
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
 def per_sample_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, scope: str = "last_layer",
-                     closed_form: bool = True) -> torch.Tensor:
+                     closed_form: bool = True, return_logits: bool = False):
     """Gradient of each example's cross-entropy loss, one row per example, with ``torch.func``.
 
     Parameters
@@ -49,12 +74,15 @@ def per_sample_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *
     closed_form : bool
         For a linear last layer, the gradient ``(p − onehot(y)) ⊗ [h, 1]`` directly (the same
         numbers as ``torch.func``, about 5× faster); ``False`` always uses ``vmap(grad(...))``.
+    return_logits : bool
+        Also return the logits in eval mode; with ``scope="last_layer"`` they come from the same
+        forward pass as the gradients (the head applied to the penultimate features).
 
     Returns
     -------
-    Tensor of shape (batch, n_params)
+    Tensor of shape (batch, n_params), or ``(grads, logits)`` with ``return_logits``
         Computed in eval mode (no dropout), in closed form or with ``vmap(grad(...))``: no Python
-        loop over examples.
+        loop over examples. The penultimate features come from :func:`penultimate`.
 
     Examples
     --------
@@ -71,13 +99,19 @@ def per_sample_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *
         if scope == "last_layer":
             if not (hasattr(model, "features") and hasattr(model, "head")):
                 raise ValueError("scope='last_layer' needs a model with .features and .head; use scope='full'")
-            with torch.no_grad():
-                inputs = model.features(x)
+            inputs = penultimate(model, x)
             module = model.head
+            if return_logits:
+                with torch.no_grad():
+                    logits = module(inputs)
             if isinstance(module, torch.nn.Linear) and closed_form:
-                return _linear_head_grads(module, inputs, y)
+                g = _linear_head_grads(module, inputs, y)
+                return (g, logits) if return_logits else g
         else:
             inputs, module = x, model
+            if return_logits:
+                with torch.no_grad():
+                    logits = model(x)
         params = {k: v.detach() for k, v in module.named_parameters()}
 
         def loss(p, xi, yi):
@@ -87,7 +121,8 @@ def per_sample_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *
         g = vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, y)
     finally:
         model.train(was_training)
-    return torch.cat([g[k].reshape(len(y), -1) for k in params], dim=1)
+    g = torch.cat([g[k].reshape(len(y), -1) for k in params], dim=1)
+    return (g, logits) if return_logits else g
 
 
 def random_projection(g: torch.Tensor, dim: int, *, seed: int = 0) -> torch.Tensor:
@@ -130,14 +165,18 @@ def normalise_columns(X: torch.Tensor, *, eps: float = 1e-12) -> tuple[torch.Ten
     return X / torch.where(norms > eps, norms, torch.ones_like(norms)), norms
 
 
-def sample_grads(model, x, y, *, scope: str = "last_layer", projection: int | None = None, seed: int = 0) -> torch.Tensor:
+def sample_grads(model, x, y, *, scope: str = "last_layer", projection: int | None = None, seed: int = 0,
+                 return_logits: bool = False):
     """Per-sample gradients, optionally projected to ``projection`` dimensions (same matrix for a seed).
 
     Training points and value components must use the same ``scope``, ``projection`` and ``seed``
-    so that their inner products approximate the true ones.
+    so that their inner products approximate the true ones. ``return_logits``: also the logits, as
+    :func:`per_sample_grads` gives them.
     """
-    g = per_sample_grads(model, x, y, scope=scope)
-    return g if projection is None else random_projection(g, projection, seed=seed)
+    out = per_sample_grads(model, x, y, scope=scope, return_logits=return_logits)
+    g, logits = out if return_logits else (out, None)
+    g = g if projection is None else random_projection(g, projection, seed=seed)
+    return (g, logits) if return_logits else g
 
 
 def label_values(model, x, w: torch.Tensor, *, n_classes: int, scope: str = "last_layer", projection: int | None = None,
@@ -169,8 +208,8 @@ def label_values(model, x, w: torch.Tensor, *, n_classes: int, scope: str = "las
         was = model.training
         model.eval()
         try:
+            h = penultimate(model, x)
             with torch.no_grad():
-                h = model.features(x)
                 p = torch.softmax(head(h), dim=1).to(w.dtype)
         finally:
             model.train(was)

@@ -51,6 +51,72 @@ def _fit(A: torch.Tensor, y: torch.Tensor, nonneg: bool) -> torch.Tensor:
     return torch.linalg.lstsq(A, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
 
 
+def _nnls_gram(G: np.ndarray, b: np.ndarray, x0: np.ndarray, tol: float, max_iter: int | None = None,
+               solved: bool = False) -> np.ndarray | None:
+    """Non-negative least squares in Gram form, started from a feasible point.
+
+    Minimises ``½ βᵀGβ − bᵀβ`` over ``β ≥ 0``; with ``G = AᵀA`` and ``b = Aᵀy`` this is
+    ``min ‖y − Aβ‖`` over ``β ≥ 0``, the problem :func:`scipy.optimize.nnls` solves on ``A`` itself.
+    Lawson and Hanson's active-set method, as scipy's, but started from ``x0 ≥ 0`` with its support
+    as the passive set: after one column of ``A`` changes, the old solution with that column's weight
+    set to 0 is feasible and usually a step or two from the new optimum, and each step solves a
+    system of the size of the passive set instead of working on the M rows of ``A``.
+
+    The solution is unique when ``A`` has full column rank, so it is scipy's up to rounding; it
+    stops when no weight outside the passive set has a gradient ``(b − Gβ)_k`` above ``tol``. Returns
+    ``None`` (the caller then uses scipy on ``A``) when a passive system is singular or not
+    finite, or after ``max_iter`` passive sets (default ``3k + 10``). ``solved``: ``x0`` already
+    solves the least-squares problem on its support (a swap that changed a column of weight 0),
+    so the first passive system is skipped.
+    """
+    k = len(b)
+    x = np.where(x0 > 0, x0, 0.0)
+    passive = x > 0
+    excluded = np.zeros(k, dtype=bool)  # entered with a non-positive weight: rounding, not an improvement
+    entered = -1  # the variable the last step added to the passive set
+    for _ in range(max_iter if max_iter is not None else 3 * k + 10):
+        while not solved:  # the least-squares solution on the passive set, stepping back while it leaves β ≥ 0
+            idx = np.flatnonzero(passive)
+            if len(idx) == 0:
+                x[:] = 0.0
+                break
+            try:
+                z = np.linalg.solve(G.take(idx, 0).take(idx, 1), b[idx])
+            except np.linalg.LinAlgError:
+                return None
+            if not np.isfinite(z).all():
+                return None
+            if (z > 0).all():
+                x[:] = 0.0
+                x[idx] = z
+                break
+            if entered >= 0 and z[np.searchsorted(idx, entered)] <= 0:
+                # the variable just added takes no positive weight: its gradient was rounding
+                passive[entered] = False
+                excluded[entered] = True
+                entered = -1
+                continue
+            xp = x[idx]
+            neg = z <= 0
+            ratio = xp[neg] / (xp[neg] - z[neg])
+            alpha = float(ratio.min())
+            x[idx] = xp + alpha * (z - xp)
+            leave = idx[neg][ratio <= alpha]
+            x[leave] = 0.0
+            passive &= x > 0
+            x[~passive] = 0.0
+            entered = -1
+        solved = False
+        w = b - G @ x
+        w[passive | excluded] = -np.inf
+        t = int(np.argmax(w))
+        if not w[t] > tol:
+            return x
+        passive[t] = True
+        entered = t
+    return None
+
+
 @dataclass
 class OMPResult:
     """Selected atoms in the order chosen, their weights (on unit-norm columns), and residuals.
@@ -165,7 +231,18 @@ class OnlineOMP:
     column under the same test. Weights are the ordinary least-squares fit (a tiny ridge keeps the
     Gram matrix invertible); every change keeps ``G⁻¹``, ``β`` and the residual exact by rank-one
     updates (a rank-2 Woodbury update of ``G⁻¹`` per swap), O(Mω + ω²) per incoming atom; the
-weights are refitted from scratch at every :meth:`start_epoch` to shed rounding drift.
+    weights are refitted from scratch at every :meth:`start_epoch` to shed rounding drift.
+
+    With ``nonneg=True`` and ``fast=True`` (default) :meth:`offer` computes the correlations of all
+    incoming atoms with the residual in one product and runs the exact swap test only for those
+    that could enter: an atom with ``xᵀr ≤ 0`` cannot lower the NNLS residual (the current ``r``
+    bounds the swapped problem's residual from below through its dual), so this prunes nothing the
+    test would accept, for fresher columns of selected atoms too. The correlations are recomputed
+    only after the selection changes. The exact test solves the swapped NNLS in Gram form
+    (``X_SᵀX_S`` changes in one row and column), warm-started from the current weights, instead of
+    calling :func:`scipy.optimize.nnls` on the M × ω columns; the residual it compares is computed
+    from the columns. The selection is the per-atom loop's up to rounding (the tests compare them
+    offer by offer); ``fast=False`` runs that loop, with a fresh scipy NNLS at every test.
 
     Parameters
     ----------
@@ -177,6 +254,10 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         Refit ``G⁻¹`` and the weights from scratch after this many swaps (numerical hygiene).
     nonneg : bool
         Non-negative weights (NNLS, refitted at every change) instead of ordinary least squares.
+    fast : bool
+        With ``nonneg=True``: screen the incoming atoms together and solve the swap tests in Gram
+        form from a warm start (default), or test atom by atom with scipy's NNLS (the reference).
+        The signed fit is the same either way.
 
     Examples
     --------
@@ -191,11 +272,17 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
     ([2, 9, 17], True)
     """
 
-    def __init__(self, *, n_atoms: int, ridge: float = 1e-10, refit_every: int = 100, nonneg: bool = False):
+    def __init__(self, *, n_atoms: int, ridge: float = 1e-10, refit_every: int = 100, nonneg: bool = False,
+                 fast: bool = True):
         self.n_atoms = check_int("n_atoms", n_atoms, minimum=1)
         if not isinstance(nonneg, bool):
             raise TypeError(f"nonneg must be True or False; got {nonneg!r}")
         self.nonneg = nonneg
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be True or False; got {fast!r}")
+        self.fast = fast
+        self._gram: np.ndarray | None = None  # X_Sᵀ X_S (non-negative fast path)
+        self._gy: np.ndarray | None = None  # X_Sᵀ y (non-negative fast path)
         self.ridge = float(ridge)
         self.refit_every = check_int("refit_every", refit_every, minimum=1)
         self.ids: list = []
@@ -244,6 +331,9 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         if self.nonneg:
             self.beta = _fit(self._cols, self.y, True)
             self.r = self.y - self._cols @ self.beta
+            if self.fast:
+                A = self._cols.numpy()
+                self._gram, self._gy = A.T @ A, A.T @ self.y.numpy()
             return
         G = self._cols.T @ self._cols + self.ridge * torch.eye(k, dtype=torch.double)
         self._Ginv = torch.linalg.inv(G)
@@ -389,6 +479,126 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         self.ids[j] = i
         return True
 
+    # -- non-negative fast path: screening and warm-started NNLS -------------------------------
+    def _nnls_with(self, G: np.ndarray, gy: np.ndarray, x0: np.ndarray, A_new, solved: bool = False) -> np.ndarray:
+        """NNLS weights for the Gram system ``G, gy`` from ``x0``; scipy on the columns ``A_new()`` if that fails."""
+        y = self.y.numpy()
+        beta = _nnls_gram(G, gy, x0, tol=1e-13 * max(float(np.linalg.norm(y)), 1e-300), solved=solved)
+        if beta is None:
+            beta = nnls(A_new(), y)[0]
+        return beta
+
+    def _append_gram(self, i, x: np.ndarray) -> None:
+        """Fill: add column ``x`` and refit the non-negative weights from the previous ones."""
+        y = self.y.numpy()
+        if not self.ids:
+            A = x[:, None].copy()
+            G, gy, x0 = A.T @ A, A.T @ y, np.zeros(1)
+        else:
+            A_old = self._cols.numpy()
+            u = A_old.T @ x
+            G = np.block([[self._gram, u[:, None]], [u[None, :], np.array([[x @ x]])]])
+            gy = np.append(self._gy, x @ y)
+            x0 = np.append(self.beta.numpy(), 0.0)
+            A = np.concatenate([A_old, x[:, None]], 1)
+        beta = self._nnls_with(G, gy, x0, lambda: A)
+        self._cols, self._gram, self._gy = torch.from_numpy(A), G, gy
+        self.beta, self.r = torch.from_numpy(beta), torch.from_numpy(y - A @ beta)
+        self.ids.append(i)
+
+    def _swap_gram(self, j: int, i, x: np.ndarray) -> bool:
+        """:meth:`_swap_nonneg` on the Gram matrix: the same exact test, the weights from a warm start.
+
+        Column ``j`` changes, so one row and column of ``X_SᵀX_S`` do (``X_Sᵀx``, ``M·ω``); the new
+        NNLS optimum starts from the current weights with ``β_j = 0`` (feasible) and solves systems of
+        the passive set's size. The residual is computed from the columns, as in the exact test.
+        """
+        A, y = self._cols.numpy(), self.y.numpy()
+        u = A.T @ x
+        G = self._gram.copy()
+        G[j, :] = u
+        G[:, j] = u
+        G[j, j] = x @ x
+        gy = self._gy.copy()
+        gy[j] = x @ y
+        x0 = self.beta.numpy().copy()
+        solved = not x0[j] > 0  # the weights solve the unchanged passive system already
+        x0[j] = 0.0
+
+        def swapped():
+            B = A.copy()
+            B[:, j] = x
+            return B
+
+        beta = self._nnls_with(G, gy, x0, swapped, solved=solved)
+        r = y - A @ beta + (A[:, j] - x) * beta[j]
+        rnow = self.r.numpy()
+        if float(r @ r) >= float(rnow @ rnow) - 1e-12 * float(y @ y):
+            return False
+        A[:, j] = x  # in place: self._cols shares this memory
+        self._gram, self._gy = G, gy
+        self.beta, self.r = torch.from_numpy(beta), torch.from_numpy(r)
+        self.ids[j] = i
+        return True
+
+    def _offer_nonneg_fast(self, ids: list, X: torch.Tensor, usable: torch.Tensor) -> None:
+        """Offer unit-norm columns ``X`` in order, screening all of them against the residual at once.
+
+        An atom can lower the NNLS residual only if it correlates positively with the current
+        residual ``r``: the current weights are the NNLS optimum, so ``x_kᵀr ≤ 0`` for every selected
+        column (``= 0`` where ``β_k > 0``) and ``yᵀr = ‖r‖²``; if also ``xᵀr ≤ 0``, ``r`` is a feasible
+        point of the dual of the swapped problem and bounds its residual sum of squares from below by
+        the current one. So a selected atom's fresher column is tested only if ``xᵀr > 0``, and an
+        incoming atom (as before) only if ``xᵀr > 10⁻¹²‖y‖``. Every correlation is one product
+        ``Xᵀr`` for the atoms still to come, recomputed only after a change of the selection (the
+        residual is unchanged otherwise); the atoms that pass get the exact test of
+        :meth:`_swap_gram`, in the order offered.
+        """
+        Xn = X.numpy()
+        slot = {i: k for k, i in enumerate(self.ids)}
+        thr = 1e-12 * float(self.y.norm())
+        usable_np = usable.numpy()
+        B, pos = len(ids), 0
+        while pos < B:
+            if len(self.ids) < self.n_atoms:  # filling: one atom at a time (an atom that cannot help gets weight 0)
+                i = ids[pos]
+                if usable_np[pos]:
+                    x = Xn[:, pos]
+                    if i in slot:
+                        if float(x @ self.r.numpy()) > 0 and self._swap_gram(slot[i], i, x):
+                            self.trace.refreshed += 1
+                    else:
+                        slot[i] = len(self.ids)
+                        self._append_gram(i, x)
+                        self.trace.added += 1
+                pos += 1
+                continue
+            c = Xn[:, pos:].T @ self.r.numpy()
+            changed = False
+            for o in range(B - pos):
+                b = pos + o
+                if not usable_np[b]:
+                    continue
+                i = ids[b]
+                k = slot.get(i)
+                if k is not None:
+                    if c[o] > 0 and self._swap_gram(k, i, Xn[:, b]):
+                        self.trace.refreshed += 1
+                        changed = True
+                elif c[o] > thr:
+                    j = int(np.argmin(self.beta.numpy()))
+                    old = self.ids[j]
+                    if self._swap_gram(j, i, Xn[:, b]):
+                        del slot[old]
+                        slot[i] = j
+                        self.trace.replacements += 1
+                        changed = True
+                if changed:
+                    pos = b + 1
+                    break
+            else:
+                pos = B
+
     def offer(self, ids, X) -> None:
         """Stream incoming atoms: ``X`` is (M, B), column ``b`` belongs to training point ``ids[b]``."""
         if self.y is None:
@@ -400,6 +610,12 @@ weights are refitted from scratch at every :meth:`start_epoch` to shed rounding 
         if len(ids) != X.shape[1]:
             raise ValueError(f"ids has {len(ids)} entries for {X.shape[1]} columns")
         norms = X.norm(dim=0)
+        if self.nonneg and self.fast:
+            usable = norms > 1e-12
+            self.trace.offered += len(ids)
+            self._offer_nonneg_fast(ids, (X / torch.where(usable, norms, torch.ones_like(norms))).contiguous(), usable)
+            self.trace.residual_norms.append(self.residual_norm)
+            return
         for b, i in enumerate(ids):
             self.trace.offered += 1
             if norms[b] <= 1e-12:

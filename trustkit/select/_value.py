@@ -74,16 +74,12 @@ class ValueFunction(ABC):
         return [(slice(0, self.n_rows), 1.0)]
 
     def __call__(self, model: torch.nn.Module) -> ValueComponents:
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                losses = F.cross_entropy(model(self.X), self.y, reduction="none").to(self.dtype)
-            g = sample_grads(model, self.X, self.y, scope=self.scope, projection=self.projection,
-                             seed=self.projection_seed).to(self.dtype)
-        finally:
-            model.train(was)
-        return self._components(losses, g)
+        # one forward pass: the losses from the logits that come with the per-sample gradients
+        g, logits = sample_grads(model, self.X, self.y, scope=self.scope, projection=self.projection,
+                                 seed=self.projection_seed, return_logits=True)
+        with torch.no_grad():
+            losses = F.cross_entropy(logits, self.y, reduction="none").to(self.dtype)
+        return self._components(losses, g.to(self.dtype))
 
     def _components(self, losses: torch.Tensor, g: torch.Tensor) -> ValueComponents:
         W = self.weights(losses)
@@ -155,10 +151,12 @@ class fairness_value(ValueFunction):
         # the picked positions within the cell, the (n_rows, n) masks are built only when asked
         self._n = len(yv)
         self._picks = {}
+        position = np.empty(len(yv), dtype=np.int64)  # a validation row's position within its cell
         for key, idx in self.cells.items():
             half = max(1, len(idx) // 2)
             picked = np.stack([rng.choice(idx, size=half, replace=False) for _ in range(self._n_rows)])
-            self._picks[key] = np.searchsorted(idx, picked)  # idx is sorted: positions within the cell
+            position[idx] = np.arange(len(idx))
+            self._picks[key] = position[picked]  # positions within the cell
         self._by_dtype = {}
 
     @property
@@ -197,17 +195,24 @@ class fairness_value(ValueFunction):
 
     def _components(self, losses, g):
         """``W @ losses`` and ``W @ g`` without forming ``W``: the four cells' masks touch disjoint
-        columns, so each cell's mean loss and mean gradient per row come from its own columns."""
+        columns, so each cell's mean loss and mean gradient per row come from its own columns. A
+        row's gradient involves one pair of cells only (the active label's), so the mean gradients
+        are computed for that pair's rows only."""
         M = self._cell_masks(losses.dtype)
         idx = {k: torch.as_tensor(v) for k, v in self.cells.items()}
         L = {k: m @ losses[idx[k]] for k, m in M.items()}
-        Gc = {k: m @ g[idx[k]] for k, m in M.items()}
         gap0, gap1 = L[(0, 0)] - L[(0, 1)], L[(1, 0)] - L[(1, 1)]
         use1 = gap1.abs() > gap0.abs()
         s0 = torch.where(use1, torch.zeros_like(gap0), torch.sign(gap0))
         s1 = torch.where(use1, torch.sign(gap1), torch.zeros_like(gap1))
         values = s0 * gap0 + s1 * gap1
-        grads = s0[:, None] * (Gc[(0, 0)] - Gc[(0, 1)]) + s1[:, None] * (Gc[(1, 0)] - Gc[(1, 1)])
+        grads = g.new_zeros(self._n_rows, g.shape[1])
+        for lab, sign in ((0, s0), (1, s1)):
+            rows = torch.nonzero(sign).squeeze(1)
+            if len(rows):
+                a, b = (lab, 0), (lab, 1)
+                gap = M[a][rows] @ g[idx[a]] - M[b][rows] @ g[idx[b]]
+                grads[rows] = sign[rows, None] * gap
         return ValueComponents(values=values, grads=grads)
 
     def weights(self, losses):

@@ -55,7 +55,7 @@ from .._validation import check_choice, check_fraction, check_int, check_positiv
 from ..data import CORRUPTIONS, Task, corrupt_images, feature_noise, flip_labels
 from ..models import make_model
 from ..train import Callback, Trainer
-from ._features import label_values, sample_grads, value_features
+from ._features import label_values, penultimate, sample_grads, value_features
 from ._omp import OnlineOMP
 from ._value import (
     VALUE_FUNCTIONS,
@@ -182,11 +182,48 @@ def current_residual(columns: torch.Tensor, target: torch.Tensor) -> float:
     return float((target - (A @ beta).squeeze(1)).norm()) / yn
 
 
+class _FinalValidation(Trainer):
+    """VTruST's ERM run: a :class:`~trustkit.train.Trainer` that validates after its last epoch only.
+
+    The selection's per-epoch signal is its value function; of the Trainer's validation it reports
+    the last epoch's accuracy (``erm_val_accuracy``) and nothing else, so the other epochs skip that
+    pass and their records have ``val == {}``.
+    """
+
+    class _Epoch(Callback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_epoch_start(self, state):
+            self.trainer.epoch_now = state.epoch
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.epoch_now = 0
+        self.callbacks.append(self._Epoch(self))
+
+    def _validate(self, model, task, metrics):
+        return super()._validate(model, task, metrics) if self.epoch_now >= self.epochs else {}
+
+
 class _Collector(Callback):
+    """The selection inside the training run: after every epoch, the value function, the atoms'
+    features, and one pass of the online pursuit over all atoms in a seeded order.
+
+    Per epoch it evaluates the value function once (losses and per-sample gradients of the
+    validation rows from one forward pass), computes every training point's last-layer gradient
+    from one batched forward pass (``_fast_features``; ``_exact_features`` with ``exact=True``),
+    and offers all atoms to :class:`~trustkit.select.OnlineOMP` in one call, which screens them
+    together against the residual and runs the exact swap test only for those that could enter.
+    The Trainer around it validates after the last epoch only (:class:`_FinalValidation`).
+    ``seconds`` is the time spent here (``selection_s``), ``history`` one summary per epoch.
+    """
+
     def __init__(self, selector: "VTruST", value, atoms: list[np.ndarray], omp: OnlineOMP, labels=None):
         self.sel, self.value, self.atoms, self.omp = selector, value, atoms, omp
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.values0 = None
+        self.initial: tuple = (torch.nn.Module(), None)  # (a model, its value components) known before the run
         self.history: list[dict] = []
         self.seconds = 0.0
         # each training point's atom and averaging weight (members tracked)
@@ -210,7 +247,12 @@ class _Collector(Callback):
 
     def on_fit_start(self, state):
         t0 = time.perf_counter()
-        self.values0 = self.value(state.model).values
+        probe, comp = self.initial
+        pa, pb = list(probe.parameters()), list(state.model.parameters())
+        # the initial model is the rank probe (same constructor and seed): its values are known
+        same = comp is not None and len(pa) == len(pb) and all(
+            a.shape == b.shape and a.device == b.device and torch.equal(a, b) for a, b in zip(pa, pb))
+        self.values0 = comp.values if same else self.value(state.model).values
         self.seconds += time.perf_counter() - t0
 
     def on_epoch_end(self, state, record):
@@ -285,6 +327,15 @@ class _Collector(Callback):
         count = torch.zeros(len(self.atoms), dtype=torch.double).index_add_(0, self.atom_of, self.keep.double())
         return torch.where(self.keep, 1.0 / count.clamp(min=1.0)[self.atom_of], torch.zeros_like(self.weight_of))
 
+    def _sampled_weight(self) -> torch.Tensor:
+        """The averaging weights of the members sampled for the ``s²/2`` term: ``1 / picks`` per atom,
+        or with ``harmful="exclude"`` over the atom's sampled members of positive margin only."""
+        if self.sel.harmful != "exclude":
+            return self.q_weight
+        kq = self.keep[self.q_idx].float()
+        cnt = torch.zeros(len(self.atoms)).index_add_(0, self.q_owner, kq)
+        return kq / cnt.clamp(min=1.0)[self.q_owner]
+
     def _exact_features(self, model, X, Y, comp, w) -> torch.Tensor:
         """Mean feature of each atom over its members (with ``harmful="exclude"``, its members of
         positive value), in float64, chunk by chunk (never the full M × N matrix): ``M × N × P``
@@ -315,32 +366,52 @@ class _Collector(Callback):
         ``unit="sample"``). That term is of the order of ``s`` times ``s`` itself, small beside
         ``s``, so the estimate moves the features little; the selector's tests compare the
         subsets and their test metrics with ``exact=True`` on the same seeds.
+
+        With a two-class softmax head (last layer, no projection) a gradient is
+        ``g = [e₀h, e₁h, e₀, e₁]`` with ``e₁ = −e₀``, so ``G·g = G̃·(e₀h̃)`` with
+        ``G̃ = [G_w0 − G_w1, G_b0 − G_b1]`` and ``h̃ = [h, 1]``: every product uses half the columns,
+        and the gradients are formed in that half form from one forward pass. The ``s²/2`` terms
+        are computed as ``(c_q G g_q)²`` with ``c_q = η √(w_q / 2)`` for a sampled member's weight
+        ``w_q`` and summed into their atoms row by row. When every member is sampled (atoms of at
+        most ``quad_sample`` points) each member's ``G g_i`` is computed once and gives both terms.
         """
+        sel = self.sel
         G = comp.grads.float()
-        P = G.shape[1]
-        g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=self.sel.scope,
-                                        projection=self.sel.projection, seed=self.sel.seed).float()
-                           for s in range(0, len(Y), 4096)])
+        head = getattr(model, "head", None)
+        if (sel.scope == "last_layer" and sel.projection is None and isinstance(head, torch.nn.Linear)
+                and head.out_features == 2 and head.bias is not None):
+            H = head.in_features
+            G = torch.cat([G[:, :H] - G[:, H : 2 * H], (G[:, 2 * H] - G[:, 2 * H + 1])[:, None]], 1)
+            w = torch.cat([w[:H] - w[H : 2 * H], (w[2 * H] - w[2 * H + 1]).reshape(1)])  # g·w = (e₀h̃)·w̃ likewise
+            was = model.training
+            model.eval()
+            try:
+                h = penultimate(model, X)
+                with torch.no_grad():
+                    e0 = torch.softmax(head(h), dim=1)[:, 0] - (Y == 0).float()
+            finally:
+                model.train(was)
+            g_all = torch.cat([h, torch.ones(len(h), 1)], 1).mul_(e0[:, None])  # e₀h̃, the half gradients
+        else:
+            g_all = torch.cat([sample_grads(model, X[s : s + 4096], Y[s : s + 4096], scope=sel.scope,
+                                            projection=sel.projection, seed=sel.seed).float()
+                               for s in range(0, len(Y), 4096)])
         weight = self._update_values(g_all.double() @ w)
-        gbar = torch.zeros(len(self.atoms), P).index_add_(0, self.atom_of, g_all * weight.float()[:, None])
-        F = self.sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
-        if self.sel.feature == "paper":
-            gq = g_all[self.q_idx]
-            head = getattr(model, "head", None)
-            if (self.sel.scope == "last_layer" and self.sel.projection is None and isinstance(head, torch.nn.Linear)
-                    and head.out_features == 2 and head.bias is not None):
-                # a two-class softmax head: g = [e₀h, e₁h, e₀, e₁] with e₁ = −e₀, so G·g equals
-                # (G_w0 − G_w1)·(e₀h) + (G_b0 − G_b1)·e₀: the same numbers from half the columns
-                H = head.in_features
-                G = torch.cat([G[:, :H] - G[:, H : 2 * H], (G[:, 2 * H] - G[:, 2 * H + 1])[:, None]], 1)
-                gq = torch.cat([gq[:, :H], gq[:, 2 * H : 2 * H + 1]], 1)
-            q_weight = self.q_weight
-            if self.sel.harmful == "exclude":  # the sampled members of positive value, averaged
-                kq = self.keep[self.q_idx].float()
-                cnt = torch.zeros(len(self.atoms)).index_add_(0, self.q_owner, kq)
-                q_weight = kq / cnt.clamp(min=1.0)[self.q_owner]
-            s = (G @ gq.T).square_().mul_(0.5 * self.sel.lr**2 * q_weight)  # (M, sampled members): s²/2, weighted
-            F.index_add_(1, self.q_owner, s)
+        q_weight = self._sampled_weight()
+        A, M = len(self.atoms), G.shape[0]
+        if sel.feature == "paper" and len(self.q_idx) == len(Y):
+            # every member is sampled (atoms of at most quad_sample points): each member's s once,
+            # its mean is the first-order feature and its weighted square the s²/2 term
+            S = g_all[self.q_idx] @ G.T  # (N, M): s / η, member by member
+            F = torch.zeros(A, M).index_add_(0, self.q_owner, S * (sel.lr * q_weight)[:, None])
+            F.index_add_(0, self.q_owner, S.mul_((sel.lr * (0.5 * q_weight).sqrt())[:, None]).square_())
+            return F.T.double()
+        gbar = torch.zeros(A, G.shape[1]).index_add_(0, self.atom_of, g_all * weight.float()[:, None])
+        F = sel.lr * (G @ gbar.T)  # (M, A): the exact first-order means
+        if sel.feature == "paper":
+            gq = g_all[self.q_idx].mul_((sel.lr * (0.5 * q_weight).sqrt())[:, None])
+            s = (gq @ G.T).square_()  # (sampled members, M): each member's weighted s²/2
+            F += torch.zeros(A, M).index_add_(0, self.q_owner, s).T
         return F.double()
 
 
@@ -491,7 +562,9 @@ class VTruST:
                                     scope=self.scope, projection=self.projection)
         set_precision(value, torch.float64 if self.exact else torch.float32)
         probe = make_model_probe(task, self.model, self.seed)
-        ranks = feature_rank(probe, task, value, scope=self.scope, projection=self.projection, seed=self.seed)
+        comp0 = value(probe)
+        ranks = feature_rank(probe, task, lambda m: comp0 if m is probe else value(m), scope=self.scope,
+                             projection=self.projection, seed=self.seed)
         capacity = min(value.n_rows, ranks["rank"])
         atoms, size = self._atoms(task, capacity)
         n_select = max(1, int(round(self.fraction * len(atoms))))
@@ -505,8 +578,9 @@ class VTruST:
             )
         omp = OnlineOMP(n_atoms=n_select, ridge=1e-8, nonneg=self.nonneg)
         collector = _Collector(self, value, atoms, omp, labels=task.train.y)
-        trainer = Trainer(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                          seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
+        collector.initial = (probe, comp0)
+        trainer = _FinalValidation(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                                   seed=self.seed, callbacks=[collector], progress=self.progress, metrics=["accuracy"])
         t0 = time.perf_counter()
         record = trainer.fit(task)
         total = time.perf_counter() - t0
