@@ -144,7 +144,7 @@ def test_the_error_rule_compares_with_whole_data_on_the_same_seed_and_setting():
                  "flip_rate": 0.4, "error": 0.30, "top_class_share": 0.985})  # no whole run of its own setting
     f = flag_degenerate(pd.DataFrame(rows))
     assert f["degenerate"].tolist() == [False, False, True, False, True, False, True]
-    assert f["degenerate_reason"].iloc[2] == f"test error 0.300 is 0.200 above whole data on seed 0"
+    assert f["degenerate_reason"].iloc[2] == "test error 0.300 is 0.200 above whole data on seed 0"
     assert f["degenerate_reason"].iloc[6] == "predicts one class for 98.5% of test points"
     assert not flag_degenerate(pd.DataFrame(rows), error_margin=0.25)["degenerate"].iloc[2]
     assert DEGENERATE_ERROR_MARGIN == 0.10

@@ -978,8 +978,6 @@ def test_fairness_components_without_forming_the_weight_matrix(german):
 
 def test_point_values_of_the_two_class_fast_path_equal_the_exact_ones(german):
     # the fast path forms two-class gradients in half form (e₀h̃) and the value direction likewise
-    from types import SimpleNamespace
-
     from trustkit.select import OnlineOMP
     from trustkit.select._value import set_precision
     from trustkit.select._vtrust import _Collector
