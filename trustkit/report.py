@@ -381,7 +381,7 @@ def plan_report(names=("all",), *, preset: str = "quick", dataset: str | None = 
     >>> plan_report(["vtrust"], parameters={"seed": [0]})
     Traceback (most recent call last):
     ...
-    ValueError: no notebook in this report declares parameter 'seed' (did you mean 'seeds'?); vtrust: alpha, aug_factor, dataset, error_threshold, fraction, fraction_seeds, fractions, lam, lams, quick, robust_corruptions, robustness, seeds, static_charts, value
+    ValueError: no notebook in this report declares parameter 'seed' (did you mean 'seeds'?); vtrust: alpha, aug_factor, dataset, error_threshold, fraction, fraction_seeds, fractions, lam, lams, noise_kind, noise_methods, noise_rate, quick, robust_corruptions, robustness, seeds, static_charts, value
     """
     import difflib
 
