@@ -225,7 +225,8 @@ def test_every_corruption_runs_and_is_deterministic(few_digits, corruption):
     out3 = td.corrupt_images(few_digits, corruption, 3, seed=0)
     assert out1.shape == few_digits.shape and out1.dtype == few_digits.dtype
     assert out1.min() >= 0 and out1.max() <= 1
-    np.testing.assert_array_equal(out1, td.corrupt_images(few_digits, corruption, 5, seed=0))
+    # computed again, not read from the cache: the corruption itself is deterministic
+    np.testing.assert_array_equal(out1, td.corrupt_images(few_digits, corruption, 5, seed=0, cache=False))
     assert np.abs(out1 - few_digits).mean() > 1e-3  # it changes the images
     assert np.abs(out1 - few_digits).mean() >= 0.5 * np.abs(out3 - few_digits).mean()
 
@@ -250,6 +251,60 @@ def test_corruption_seed_changes_noise(few_digits):
     a = td.corrupt_images(few_digits, "shot_noise", 3, seed=0)
     b = td.corrupt_images(few_digits, "shot_noise", 3, seed=1)
     assert not np.array_equal(a, b)
+
+
+def _counting_corrupt(monkeypatch):
+    import imagecorruptions
+
+    calls = []
+    real = imagecorruptions.corrupt
+
+    def corrupt(img, **kw):
+        calls.append(kw["corruption_name"])
+        return real(img, **kw)
+
+    monkeypatch.setattr(imagecorruptions, "corrupt", corrupt)
+    return calls
+
+
+def test_a_repeated_corruption_is_read_from_the_cache(few_digits, monkeypatch):
+    td.clear_corruption_cache()
+    calls = _counting_corrupt(monkeypatch)
+    first = td.corrupt_images(few_digits, "fog", 2, seed=7)
+    assert len(calls) == len(few_digits)
+    again = td.corrupt_images(few_digits.copy(), "fog", 2, seed=7)  # equal images, another array
+    assert len(calls) == len(few_digits)
+    np.testing.assert_array_equal(first, again)
+    again[:] = 0  # the caller's copy, not the cache's
+    np.testing.assert_array_equal(first, td.corrupt_images(few_digits, "fog", 2, seed=7))
+    # another seed, severity, corruption or image is corrupted afresh
+    td.corrupt_images(few_digits, "fog", 2, seed=8)
+    td.corrupt_images(few_digits, "fog", 3, seed=7)
+    td.corrupt_images(few_digits, "contrast", 2, seed=7)
+    td.corrupt_images(few_digits[:3], "fog", 2, seed=7)
+    assert len(calls) == 5 * len(few_digits) - 1
+    td.corrupt_images(few_digits, "fog", 2, seed=7, cache=False)
+    assert len(calls) == 6 * len(few_digits) - 1
+    td.clear_corruption_cache()
+    td.corrupt_images(few_digits, "fog", 2, seed=7)
+    assert len(calls) == 7 * len(few_digits) - 1
+
+
+def test_the_corruption_cache_forgets_the_oldest_beyond_its_size(few_digits, monkeypatch):
+    from trustkit.data import _perturb
+
+    td.clear_corruption_cache()
+    monkeypatch.setattr(_perturb, "CORRUPTION_CACHE_BYTES", 2 * few_digits.nbytes)
+    calls = _counting_corrupt(monkeypatch)
+    for seed in (0, 1, 2):
+        td.corrupt_images(few_digits, "contrast", 1, seed=seed)
+    n = len(calls)
+    td.corrupt_images(few_digits, "contrast", 1, seed=2)  # kept
+    td.corrupt_images(few_digits, "contrast", 1, seed=1)  # kept
+    assert len(calls) == n
+    td.corrupt_images(few_digits, "contrast", 1, seed=0)  # the oldest: forgotten
+    assert len(calls) == n + len(few_digits)
+    td.clear_corruption_cache()
 
 
 @pytest.mark.parametrize("severity", [0, 6, -1])

@@ -139,3 +139,21 @@ def test_robust_selection_comparison_small(tmp_path):
     assert df["robust_acc"].between(0, 1).all() and df["standard_acc"].between(0, 1).all()
     with pytest.raises(ValueError, match="unknown dataset"):
         robust_selection_comparison("compas", progress=False)
+
+
+def test_erm_overview_scores_every_seed_on_one_corruption_draw(tmp_path, monkeypatch):
+    from trustkit.experiments import _overview
+
+    seen, real = [], _overview.trust_profile
+
+    def spy(model, task, **kw):
+        seen.append(kw)
+        return real(model, task, **kw)
+
+    monkeypatch.setattr(_overview, "trust_profile", spy)
+    df = erm_overview(["digits"], seeds=[1, 2], time_budget_s=2.0, epochs=1, corruption_examples=40,
+                      store=tmp_path, progress=False)
+    assert [(kw["seed"], kw["corruption_seed"], kw["corruption_examples"]) for kw in seen] == [(1, 0, 40), (2, 0, 40)]
+    assert df["corruption_acc"].between(0, 1).all()
+    with pytest.raises(ValueError, match="corruption_examples"):
+        erm_overview(["digits"], seeds=[0], corruption_examples=0, progress=False)

@@ -127,6 +127,39 @@ def test_trust_profile_has_every_family(trained_digits, digits_task):
     assert row["pgd@0.05"] <= row["fgsm@0.05"]
 
 
+def test_trust_profile_scores_corruptions_on_a_fixed_stratified_subset(trained_digits, digits_task, monkeypatch):
+    from trustkit.metrics import _profile
+
+    seen, real = [], _profile.corruption_table
+
+    def spy(model, X, y, **kw):
+        seen.append((np.asarray(y).copy(), kw["seed"]))
+        return real(model, X, y, **kw)
+
+    monkeypatch.setattr(_profile, "corruption_table", spy)
+    kw = dict(eps=[0.05], pgd_steps=2, corruptions=["contrast"], severities=(2,), corruption_examples=50)
+    row = tm.trust_profile(trained_digits, digits_task, seed=3, **kw)
+    tm.trust_profile(trained_digits, digits_task, seed=4, corruption_seed=0, **kw)
+    (y3, seed3), (y4, seed4) = seen
+    assert (seed3, seed4) == (3, 0)
+    assert len(y3) == 50 and np.array_equal(y3, y4)  # the same subset whatever the seed
+    # every class keeps its share of the test split, to within one image
+    share = np.bincount(digits_task.test.y, minlength=10) / len(digits_task.test.y)
+    assert np.abs(np.bincount(y3, minlength=10) - 50 * share).max() < 1
+    # the attacks still use every test example
+    bounds, mask = tm.attack_geometry(digits_task)
+    assert row["fgsm@0.05"] == tm.adversarial_accuracy(trained_digits, digits_task.test.X, digits_task.test.y, 0.05,
+                                                      attack="fgsm", bounds=bounds, mask=mask, seed=3)
+
+
+@pytest.mark.parametrize("field, value, error", [("corruption_examples", 0, ValueError),
+                                                 ("corruption_examples", 2.5, TypeError),
+                                                 ("corruption_seed", -1, ValueError)])
+def test_trust_profile_rejects_a_bad_corruption_setting(trained_digits, digits_task, field, value, error):
+    with pytest.raises(error, match=field):
+        tm.trust_profile(trained_digits, digits_task, **{field: value})
+
+
 # --- the random start, the generator and the attack geometry ----------------------------------
 
 class _Flat(torch.nn.Module):

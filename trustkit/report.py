@@ -26,7 +26,7 @@ TITLES = {"tour": "Tour: what trust costs at a fixed budget", "tradeoffs": "Trad
 PRESETS = {
     "quick": {name: {"quick": True} for name in NOTEBOOKS},
     "full": {
-        "tour": {"quick": False, "seeds": [0, 1, 2, 3, 4], "time_budget_s": 10.0,
+        "tour": {"quick": False, "seeds": [0, 1, 2, 3, 4], "time_budget_s": 10.0, "corruption_examples": 2000,
                  "datasets": ["adult", "compas", "german", "digits", "fashion_mnist"]},
         # every comparison that feeds a guideline or a claim: 8 seeds, as in the quick preset
         "tradeoffs": {"quick": False, "seeds": list(range(8))},

@@ -19,6 +19,7 @@ from ._perturb import (
     BENCHMARK_CORRUPTIONS,
     CORRUPTION_FAMILY,
     CORRUPTIONS,
+    clear_corruption_cache,
     corrupt_images,
     feature_noise,
     NOISE_KINDS,
@@ -58,6 +59,6 @@ __all__ = [
     "data_file", "fetch_openml_frame",
     "load_digits", "load_fashion_mnist", "FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT",
     "load_mnist", "load_cifar10", "resize_images",
-    "CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "CORRUPTION_FAMILY", "corrupt_images",
+    "CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "CORRUPTION_FAMILY", "corrupt_images", "clear_corruption_cache",
     "flip_labels", "feature_noise", "with_label_noise", "plant_label_noise", "noise_group", "NOISE_KINDS",
 ]

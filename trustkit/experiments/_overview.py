@@ -32,6 +32,9 @@ def _erm_run(cfg: Mapping) -> dict:
         corruptions=QUICK_CORRUPTIONS if quick else None,
         severities=(1, 3, 5) if quick else (1, 2, 3, 4, 5),
         max_examples=400 if quick else None,
+        corruption_examples=cfg.get("corruption_examples"),
+        # one corrupted test set for every seed: the ± std is the models', computed once per dataset
+        corruption_seed=cfg.get("corruption_seed", cfg["seed"]),
         seed=cfg["seed"],
     )
     if task.kind == "tabular" and cfg.get("label_noise"):
@@ -63,6 +66,7 @@ def erm_overview(
     lr: float = 3e-3,
     label_noise: float = 0.2,
     quick: bool = True,
+    corruption_examples: int | None = None,
     store: ResultStore | str | None = None,
     dataset_kwargs: Mapping[str, Mapping] | None = None,
     progress: bool = True,
@@ -77,16 +81,23 @@ def erm_overview(
     metrics, the clean test accuracy when trained on labels flipped at ``label_noise`` (tables),
     and the run's measured costs. With ``store``, finished runs are kept and skipped on re-run.
 
+    Image models are scored on one corrupted test set (corruption seed 0) whatever their seed;
+    ``corruption_examples`` scores the corruptions and the OOD AUROC on a fixed class-stratified
+    subset of that many test images (all of them by default; attacks always use every test image
+    outside quick runs).
+
     ``dataset_kwargs`` maps a dataset name to its loader's arguments: your own table is
     ``"csv": {"path": ..., "label": ..., "sensitive": ..., "positive_label": ...}``, MNIST is
     ``"mnist": {"root": ..., "max_train": 10000}``. The ``task`` column names each task.
     """
     check_positive("time_budget_s", time_budget_s)
+    check_positive("corruption_examples", corruption_examples, allow_none=True, integer=True)
     if isinstance(store, (str, os.PathLike)):
         store = ResultStore(store)
     configs = [
         {"job": "erm_overview", "dataset": d, "seed": int(s), "time_budget_s": float(time_budget_s),
-         "epochs": int(epochs), "lr": float(lr), "quick": bool(quick),
+         "epochs": int(epochs), "lr": float(lr), "quick": bool(quick), "corruption_seed": 0,
+         **({"corruption_examples": int(corruption_examples)} if corruption_examples is not None else {}),
          "label_noise": float(label_noise) if d in (*TABULAR_DATASETS, "csv") else 0.0}
         for d in datasets for s in seeds
     ]
