@@ -178,7 +178,6 @@ class ReplicaTrainer:
                  else torch.stack([torch.as_tensor(t.val.X).to(device) for t in tasks]))
         batches = [_Batches(n, self.batch_size, s, None, device) for s in self.seeds]
         steps_per_epoch = batches[0].steps
-        rows = torch.arange(R, device=device)[:, None]
         weights = [dict(tr.weights) for tr in trainers]
         w_of = {t.name: torch.tensor([w.get(t.name, 0.0) for w in weights], device=device) for t in self.terms}
         k = min(self.batch_size, n)
@@ -207,8 +206,8 @@ class ReplicaTrainer:
             losses = []
             for s in range(steps_per_epoch):
                 idx = perms[:, s * self.batch_size:(s + 1) * self.batch_size]  # (R, B)
-                xb = X[idx] if shared else X[rows, idx]
-                yb, ab = y[rows, idx], (a[rows, idx] if has_a else None)
+                xb = _rows(X, idx, shared)
+                yb, ab = torch.gather(y, 1, idx), (torch.gather(a, 1, idx) if has_a else None)
                 logits = batched_forward(params, buffers, xb)  # (R, B, C)
                 per = self._losses(logits, xb, yb, ab, idx, w_of,
                                    lambda x: batched_forward(params, buffers, x))
@@ -356,6 +355,18 @@ class _Stacked(torch.nn.Module):
     def forward(self, x):
         logits = self._forward(x)
         return logits.reshape(-1, logits.shape[-1])
+
+
+def _rows(X: torch.Tensor, idx: torch.Tensor, shared: bool) -> torch.Tensor:
+    """Each replica's batch, (R, B, ...): rows ``idx[r]`` of the shared split ``X`` (n, ...) or of
+    its own split ``X[r]`` (R, n, ...), by one ``index_select`` (several times faster on the CPU
+    than advanced indexing with a 2-d index)."""
+    R, B = idx.shape
+    if shared:
+        return X.index_select(0, idx.reshape(-1)).view(R, B, *X.shape[1:])
+    n = X.shape[1]
+    flat = (idx + n * torch.arange(R, device=idx.device)[:, None]).reshape(-1)
+    return X.reshape(R * n, *X.shape[2:]).index_select(0, flat).view(R, B, *X.shape[2:])
 
 
 def _load(model, params, buffers, r: int) -> None:
