@@ -97,3 +97,23 @@ def test_adversarial_replicas_match_separate_fits_each_with_its_own_random_start
         _same_run(records[r], rt.models_[r], *_separate(task, r, terms=terms(r), **kw))
     with pytest.raises(ValueError, match="same kinds with the same settings"):
         ReplicaTrainer(seeds=[0, 1], terms=[terms(0), [CrossEntropy(), AdversarialLoss(eps=0.2, seed=1)]])
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_the_grouped_mlp_forward_computes_what_vmap_computes(depth):
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from trustkit.models import MLP, SmallCNN
+    from trustkit.train._replicas import _grouped_forward
+
+    models = [MLP(in_features=7, n_classes=3, hidden=5, depth=depth) for _ in range(4)]
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    x = torch.randn(4, 9, 7, generator=torch.Generator().manual_seed(0))
+    grouped = _grouped_forward(base)
+    ref = vmap(lambda p, b, xi: functional_call(base, (p, b), (xi,)))(params, buffers, x)
+    torch.testing.assert_close(grouped(params, buffers, x), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ref[2], models[2](x[2]), rtol=1e-5, atol=1e-6)
+    assert _grouped_forward(copy.deepcopy(SmallCNN(in_channels=1, n_classes=10)).to("meta")) is None

@@ -3,8 +3,8 @@
 Evidence is many small runs (seeds × λ values × methods). Small models leave a CPU's vector units
 and a GPU mostly idle, so R replicas run faster stacked: their parameters are stacked along a new
 first dimension (:func:`torch.func.stack_module_state`), one forward pass computes every
-replica's logits on its own batch (:func:`torch.func.vmap` over
-:func:`torch.func.functional_call`: batched matrix products), and the sum of the replicas' losses
+replica's logits on its own batch (grouped matrix products, ``torch.baddbmm``, for the MLP;
+:func:`torch.func.vmap` over :func:`torch.func.functional_call` for other models), and the sum of the replicas' losses
 is differentiated once. Replicas share no parameter, so the gradient of that sum with respect to
 replica r's parameters is the gradient of replica r's own loss, and an element-wise optimiser
 (Adam, AdamW, SGD with momentum) updates each slice as it would update a separate model. What
@@ -163,7 +163,7 @@ class ReplicaTrainer:
         def forward(p, b, x):
             return functional_call(base, (p, b), (x,))
 
-        batched_forward = vmap(forward)
+        batched_forward = _grouped_forward(base) or vmap(forward)
         # element-wise (each slice as its own model), fused: a handful of large stacked tensors
         optimizer = trainers[0]._make_optimizer(list(params.values()), fused=True)
         shared = all(t is tasks[0] for t in tasks)
@@ -355,6 +355,36 @@ class _Stacked(torch.nn.Module):
     def forward(self, x):
         logits = self._forward(x)
         return logits.reshape(-1, logits.shape[-1])
+
+
+def _grouped_forward(base):
+    """The stacked forward pass of an MLP (Linear and ReLU layers only) as grouped matrix products:
+    ``(params, buffers, x (R, B, d)) → logits (R, B, C)`` by one ``torch.baddbmm`` per layer.
+
+    It computes what ``vmap`` over ``functional_call`` computes, with less overhead per step (about
+    20% less time for forward and backward of ten 64-wide replicas on one CPU thread); any other
+    model returns None and goes through ``vmap``.
+    """
+    from ..models import MLP
+
+    if type(base) is not MLP:
+        return None
+    layers = list(base.features)
+    if not all(isinstance(m, torch.nn.ReLU) or (isinstance(m, torch.nn.Linear) and m.bias is not None)
+               for m in layers):
+        return None
+    plan = [(f"features.{i}", isinstance(m, torch.nn.Linear)) for i, m in enumerate(layers)] + [("head", True)]
+
+    def forward(p, b, x):
+        h = x
+        for name, linear in plan:
+            if linear:
+                h = torch.baddbmm(p[f"{name}.bias"].unsqueeze(1), h, p[f"{name}.weight"].transpose(1, 2))
+            else:
+                h = torch.relu(h)
+        return h
+
+    return forward
 
 
 def _rows(X: torch.Tensor, idx: torch.Tensor, shared: bool) -> torch.Tensor:
