@@ -51,7 +51,7 @@ def test_tour_notebook_runs_in_quick_mode(tmp_path):
     csv = tmp_path / "credit.csv"  # the German credit table, brought as a person's own CSV
     german_frame().drop(columns=["age_group"]).to_csv(csv, index=False)
     params = {"datasets": ["digits"], "seeds": [0, 1], "time_budget_s": 1.0, "static_charts": True,
-              "csv_path": str(csv), "csv_label": "credit", "csv_sensitive": "sex", "csv_positive_label": "good"}
+              "corruption_examples": 100, "csv_path": str(csv), "csv_label": "credit", "csv_sensitive": "sex", "csv_positive_label": "good"}
     paths = run_notebook("tour", out_dir=tmp_path, parameters=params, progress=False)
     assert paths["html"].stat().st_size > 10_000
     nb = nbformat.read(paths["notebook"], as_version=4)
@@ -64,6 +64,11 @@ def test_tour_notebook_runs_in_quick_mode(tmp_path):
     assert results.loc[results.task == "credit", "dp_gap"].notna().all()
     assert (tmp_path / "figures" / "robustness.png").is_file()
     assert (tmp_path / "figures" / "corruption_severity.png").is_file()
+    # the corruption subset reaches the image runs (and only them: a table's runs do not depend on it)
+    from trustkit.experiments import ResultStore
+
+    configs = {(r["dataset"], r.get("corruption_examples")) for r in ResultStore(tmp_path / "tour_store")}
+    assert configs == {("digits", 100), ("csv", None)}
 
 
 def test_wrong_parameter_names_and_types_are_refused_before_the_notebook_runs(tmp_path):

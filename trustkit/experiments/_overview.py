@@ -9,7 +9,7 @@ import pandas as pd
 
 from .._validation import check_choice, check_positive
 from ..budget import Budget
-from ..data import DATASETS, TABULAR_DATASETS, load_task, with_label_noise
+from ..data import DATASETS, IMAGE_DATASETS, TABULAR_DATASETS, load_task, with_label_noise
 from ..metrics import trust_profile
 from ..train import Trainer
 from ._store import ResultStore, run_grid
@@ -97,7 +97,9 @@ def erm_overview(
     configs = [
         {"job": "erm_overview", "dataset": d, "seed": int(s), "time_budget_s": float(time_budget_s),
          "epochs": int(epochs), "lr": float(lr), "quick": bool(quick), "corruption_seed": 0,
-         **({"corruption_examples": int(corruption_examples)} if corruption_examples is not None else {}),
+         # a table's runs do not depend on it: their stored results stay valid when it changes
+         **({"corruption_examples": int(corruption_examples)}
+            if corruption_examples is not None and d in IMAGE_DATASETS else {}),
          "label_noise": float(label_noise) if d in (*TABULAR_DATASETS, "csv") else 0.0}
         for d in datasets for s in seeds
     ]
