@@ -66,7 +66,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 demo: venv
 	$(VENV)/bin/trustkit report all --preset quick --out reports
 
-# hours on 2 cores: every phase with 8 seeds, the medium sweep grid and all three budget regimes
+# about 75 minutes on 2 cores (measured): every phase with 5-8 seeds, the medium sweep grid, all three budget regimes
 demo-full: venv
 	$(VENV)/bin/trustkit report all --preset full --out reports/full
 
