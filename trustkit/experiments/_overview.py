@@ -81,7 +81,8 @@ def erm_overview(
     metrics, the clean test accuracy when trained on labels flipped at ``label_noise`` (tables),
     and the run's measured costs. With ``store``, finished runs are kept and skipped on re-run.
 
-    Image models are scored on one corrupted test set (corruption seed 0) whatever their seed;
+    Image corruptions are drawn with seed 0 whatever the model's seed (on a fixed test split, such
+    as Fashion-MNIST's, every seed is scored on the same corrupted images, computed once);
     ``corruption_examples`` scores the corruptions and the OOD AUROC on a fixed class-stratified
     subset of that many test images (all of them by default; attacks always use every test image
     outside quick runs).
