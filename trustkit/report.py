@@ -106,7 +106,7 @@ def check_notebook_parameters(path: str | Path, parameters: Mapping[str, Any]) -
     >>> check_notebook_parameters(notebook_dir() / NOTEBOOKS["tour"], {"seed": [0]})
     Traceback (most recent call last):
     ...
-    ValueError: notebook 00_tour.ipynb has no parameter 'seed'. Did you mean 'seeds'? Its parameters: csv_label, csv_path, csv_positive_label, csv_sensitive, datasets, epochs, label_noise, out_dir, quick, seeds, static_charts, time_budget_s
+    ValueError: notebook 00_tour.ipynb has no parameter 'seed'. Did you mean 'seeds'? Its parameters: corruption_examples, csv_label, csv_path, csv_positive_label, csv_sensitive, datasets, epochs, label_noise, out_dir, quick, seeds, static_charts, time_budget_s
     """
     import difflib
 
